@@ -1,0 +1,1 @@
+"""Supporting files and the Airflow-free operations library of the project."""

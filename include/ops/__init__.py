@@ -1,0 +1,1 @@
+"""Operations library: settings, tracking, validation, backup and maintenance logic (no Airflow imports)."""

@@ -1,0 +1,195 @@
+"""Task streams on disk: one CSV per task (``f0..fN-1``, ``label``, ``split``) plus a JSON manifest.
+
+``write_split_digits`` builds Split-Digits from scikit-learn's bundled 8x8 digits (offline); any other
+stream written in the same format is read by the same code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PIXEL_MAX = 16  # the digits images are integer intensities 0..16
+SPLITS = ("train", "test")
+SPLIT_DIGITS_CLASSES: tuple[tuple[int, int], ...] = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass
+class TaskSpec:
+    """One task of a stream: its id, the classes it brings and its CSV file (relative to the manifest)."""
+
+    task_id: str
+    classes: list[int]
+    file: str
+
+
+@dataclass
+class TaskManifest:
+    """The ordered list of tasks of a stream and the total number of classes."""
+
+    name: str
+    num_classes: int
+    tasks: list[TaskSpec]
+
+    def task(self, task_id: str) -> TaskSpec:
+        """Return the spec of ``task_id``; KeyError naming the id if the manifest has no such task."""
+        for spec in self.tasks:
+            if spec.task_id == task_id:
+                return spec
+        raise KeyError(f"task {task_id!r} is not in manifest {self.name!r}")
+
+    def index(self, task_id: str) -> int:
+        """Return the position of ``task_id`` in the stream; KeyError if absent."""
+        return self.tasks.index(self.task(task_id))
+
+    def to_dict(self) -> dict:
+        """Return the manifest as the JSON object ``load_manifest`` reads."""
+        return asdict(self)
+
+
+@dataclass
+class TaskData:
+    """Tensors of one task: ``x`` float32 in [0, 1] of shape (N, F), ``y`` int64 labels."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    def subsample_train(self, max_samples: int | None, seed: int) -> TaskData:
+        """Return a copy with at most ``max_samples`` training rows, drawn without replacement by ``seed``."""
+        if max_samples is None or max_samples >= len(self.y_train):
+            return self
+        gen = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(len(self.y_train), generator=gen)[:max_samples].sort().values
+        return TaskData(self.x_train[keep], self.y_train[keep], self.x_test, self.y_test)
+
+
+def feature_columns(n: int) -> list[str]:
+    """Names of the ``n`` pixel columns in file order."""
+    return [f"f{i}" for i in range(n)]
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a fsynced temp file in the same folder and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Write atomically unless the file already holds exactly ``data`` (keeps mtimes stable on re-runs)."""
+    if path.exists() and path.read_bytes() == data:
+        return
+    _atomic_write_bytes(path, data)
+
+
+def _task_csv_bytes(x: np.ndarray, y: np.ndarray, split: np.ndarray) -> bytes:
+    """Serialise rows to the task CSV format."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*feature_columns(x.shape[1]), "label", "split"])
+    for row, label, part in zip(x, y, split, strict=True):
+        writer.writerow([*(int(v) for v in row), int(label), part])
+    return buf.getvalue().encode()
+
+
+def write_split_digits(out_dir: Path, seed: int = 0) -> Path:
+    """Write Split-Digits (5 tasks x 2 classes, stratified 80/20 split by ``seed``); return the manifest path.
+
+    Idempotent: the same seed always produces the same bytes, and unchanged files are not rewritten.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    digits = load_digits()
+    x = digits.data.astype(np.int64)  # (1797, 64), integers 0..16
+    y = digits.target.astype(np.int64)
+    idx_train, _ = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)
+    split = np.full(len(y), "test", dtype=object)
+    split[idx_train] = "train"
+
+    specs = []
+    for k, classes in enumerate(SPLIT_DIGITS_CLASSES):
+        task_id = f"task_{k}"
+        # train rows first, then test rows, each in the original order: a stable, readable file
+        rows = np.concatenate([np.flatnonzero(np.isin(y, classes) & (split == s)) for s in SPLITS])
+        file = f"{task_id}.csv"
+        _write_if_changed(out_dir / file, _task_csv_bytes(x[rows], y[rows], split[rows]))
+        specs.append(TaskSpec(task_id=task_id, classes=list(classes), file=file))
+
+    manifest = TaskManifest(name="split_digits", num_classes=10, tasks=specs)
+    manifest_path = out_dir / MANIFEST_NAME
+    _write_if_changed(manifest_path, (json.dumps(manifest.to_dict(), indent=2) + "\n").encode())
+    return manifest_path
+
+
+def load_manifest(path: Path) -> TaskManifest:
+    """Read and validate a task manifest; ValueError naming the file if it is malformed."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+        tasks = [TaskSpec(str(t["task_id"]), [int(c) for c in t["classes"]], str(t["file"])) for t in raw["tasks"]]
+        manifest = TaskManifest(name=str(raw["name"]), num_classes=int(raw["num_classes"]), tasks=tasks)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"malformed task manifest {path}: {exc}") from exc
+    ids = [t.task_id for t in tasks]
+    if not tasks or len(set(ids)) != len(ids):
+        raise ValueError(f"malformed task manifest {path}: task ids must be non-empty and unique, got {ids}")
+    all_classes = [c for t in tasks for c in t.classes]
+    if len(set(all_classes)) != len(all_classes):
+        raise ValueError(f"malformed task manifest {path}: a class belongs to more than one task")
+    if any(not 0 <= c < manifest.num_classes for c in all_classes) or any(not t.classes for t in tasks):
+        raise ValueError(f"malformed task manifest {path}: classes must lie in [0, {manifest.num_classes})")
+    return manifest
+
+
+def load_task_csv(path: Path) -> TaskData:
+    """Read one task CSV into tensors (pixels scaled to [0, 1]); ValueError naming the file if malformed."""
+    path = Path(path)
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise ValueError(f"malformed task file {path}: empty")
+    header, body = rows[0], rows[1:]
+    n_feat = len(header) - 2
+    if n_feat < 1 or header != [*feature_columns(n_feat), "label", "split"]:
+        raise ValueError(f"malformed task file {path}: header must be f0..fN-1,label,split")
+    try:
+        values = np.array([r[:-1] for r in body], dtype=np.int64).reshape(len(body), n_feat + 1)
+    except ValueError as exc:
+        raise ValueError(f"malformed task file {path}: non-integer or ragged rows ({exc})") from exc
+    pixels, labels = values[:, :n_feat], values[:, n_feat]
+    split = np.array([r[-1] for r in body], dtype=object)
+    if pixels.size and (pixels.min() < 0 or pixels.max() > PIXEL_MAX):
+        raise ValueError(f"malformed task file {path}: pixel values must lie in [0, {PIXEL_MAX}]")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"malformed task file {path}: negative label")
+    bad = sorted(set(split) - set(SPLITS))
+    if bad:
+        raise ValueError(f"malformed task file {path}: unknown split value {bad[0]!r}")
+    is_train = split == "train"
+    if not is_train.any() or is_train.all():
+        raise ValueError(f"malformed task file {path}: needs both train and test rows")
+    x = torch.from_numpy(pixels.astype(np.float32) / PIXEL_MAX)
+    y = torch.from_numpy(labels)
+    train, test = torch.from_numpy(is_train), torch.from_numpy(~is_train)
+    return TaskData(x[train], y[train], x[test], y[test])

@@ -1,0 +1,137 @@
+"""A tiny vision transformer over image patches, built from one ``ModelConfig`` (nanoGPT-style)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import ModelConfig
+
+
+class PatchEmbed(nn.Module):
+    """Cuts the image into non-overlapping patches and projects each to ``d_model``."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        # a strided conv is exactly a shared linear map applied to each patch
+        self.proj = nn.Conv2d(cfg.channels, cfg.d_model, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)  # (B, C, H/p, W/p)
+        return x.flatten(2).transpose(1, 2)  # (B, T, C)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over all tokens (no causal mask: an image has no order)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
+        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward block."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model)
+        self.proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))  # (B, T, C)
+
+
+class TinyTransformer(nn.Module):
+    """Patch transformer with one head over every class of the stream; its size never depends on tasks."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n_patches = (cfg.image_size // cfg.patch_size) ** 2
+        n_tokens = n_patches + (1 if cfg.pool == "cls" else 0)
+        self.patch_embed = PatchEmbed(cfg)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.d_model)) if cfg.pool == "cls" else None
+        self.pos_emb = nn.Parameter(torch.zeros(1, n_tokens, cfg.d_model))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.num_classes)
+        self.apply(self._init_weights)
+        nn.init.normal_(self.pos_emb, std=0.02)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=0.02)
+        # GPT-2 scaling keeps the residual stream's variance independent of depth
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight") and "patch_embed" not in name:
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Conv2d):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def num_parameters(self) -> int:
+        """Total number of parameters (trainable or not); fixed at construction."""
+        return sum(p.numel() for p in self.parameters())
+
+    def _as_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Accept flat rows (B, F) or images (B, C, H, W); return images."""
+        cfg = self.cfg
+        if x.dim() == 2:
+            assert x.shape[1] == cfg.num_features, f"expected {cfg.num_features} features, got {x.shape[1]}"
+            return x.view(x.shape[0], cfg.channels, cfg.image_size, cfg.image_size)
+        assert x.dim() == 4, f"expected (B, F) or (B, C, H, W) input, got shape {tuple(x.shape)}"
+        assert x.shape[1:] == (cfg.channels, cfg.image_size, cfg.image_size), (
+            f"expected images of shape ({cfg.channels}, {cfg.image_size}, {cfg.image_size}), got {tuple(x.shape[1:])}"
+        )
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled representation (B, d_model) that the head reads; replay's herding selects exemplars on it."""
+        x = self.patch_embed(self._as_images(x))  # (B, T, C)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, T+1, C)
+        x = self.drop(x + self.pos_emb)
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_f(x)  # (B, T, C)
+        return x[:, 0] if self.cls_token is not None else x.mean(dim=1)  # (B, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_classes) for flat (B, F) or image (B, C, H, W) input."""
+        return self.head(self.features(x))

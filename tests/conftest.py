@@ -1,0 +1,55 @@
+"""Test session setup: Airflow/MLflow environment is fixed here, before anything imports airflow."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_VAR = ROOT / "var" / "test"
+os.environ["AIRFLOW_HOME"] = str(TEST_VAR / "airflow")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{TEST_VAR / 'airflow' / 'airflow.db'}"
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+(TEST_VAR / "airflow").mkdir(parents=True, exist_ok=True)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Migrate the test Airflow metadata DB once per session; returns AIRFLOW_HOME."""
+    from airflow.utils import db
+
+    db.resetdb(skip_init=False) if os.environ.get("CT_TEST_RESET_DB") else db.initdb()
+    return Path(os.environ["AIRFLOW_HOME"])
+
+
+@pytest.fixture
+def ct_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every project location (data, state, MLflow store, backups, logs) into a fresh tmp folder."""
+    var = tmp_path / "var"
+    monkeypatch.setenv("CT_VAR_DIR", str(var))
+    for name in (
+        "CT_DATA_DIR",
+        "CT_LANDING_DIR",
+        "CT_VALIDATED_DIR",
+        "CT_QUARANTINE_DIR",
+        "CT_STATE_DIR",
+        "CT_BACKUP_DIR",
+        "CT_LOG_DIR",
+        "CT_REPORTS_DIR",
+        "CT_LOCK_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{var / 'mlflow' / 'mlflow.db'}")
+    (var / "mlflow").mkdir(parents=True)
+    return var
