@@ -1,0 +1,155 @@
+"""
+### continual_training
+
+Learns new tasks, one after another, into the **same** tiny transformer (fixed parameter count) and
+tracks every task in MLflow.
+
+**What a run trains**
+1. the task named by the `task_id` param; else
+2. the tasks in the triggering `validated_task_batch` Asset events (from `data_validation`), in task order; else
+3. the next task of the manifest that MLflow has no learned run for.
+
+**Per task**: train from the latest checkpoint -> evaluate on every task seen -> log to MLflow (resolved config,
+per-epoch loss, accuracy / retention per task, mean retention, backward transfer, parameter count, strategy memory,
+accuracy matrix JSON + heatmap PNG, checkpoint) -> register a model version -> gate: alias `champion` when mean
+retention >= `retention_threshold` and the new task reaches `accuracy_floor` (first task: floor only), else
+`challenger` and the final `gate` task fails. The `train` task emits the `model_checkpoint` Asset either way.
+
+**Params**: `task_id` (null = automatic), `strategy`, `scenario`, `epochs`, `max_samples_per_task`,
+`retention_threshold`, `accuracy_floor`. Operator overrides from `POST /api/config/*` and the
+`CT_TRAIN_OVERRIDES` env var apply underneath the params. The training queue is `CT_TRAINING_QUEUE`.
+
+**When it fails** (runbook "Training Convergence Issues")
+- `gate` failed: the new version is `challenger`; the previous `champion` still serves. Open the run in MLflow,
+  compare `retention.*` with the previous run; review data (`make validate-data`, `make analyze-data`),
+  lower the learning rate (`POST /api/config/learning_rate`) or raise the replay budget, then trigger again
+  with the same `task_id`.
+- `train` failed with `loss diverged`: nothing was saved for that task; the last good checkpoint is untouched.
+  Reduce the learning rate / batch size, then re-run.
+- `CUDA out of memory`: reduce `batch_size` (`POST /api/config/batch_size`), clear the GPU cache, re-run.
+- `maintenance lock ... is held`: disaster recovery is running; wait for it, then re-run.
+- A retry of the same DAG run reuses its MLflow run and never trains a task twice.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import Param, dag, task
+
+from include.assets import CHECKPOINT, VALIDATED_BATCH
+
+TRAINING_QUEUE = os.environ.get("CT_TRAINING_QUEUE", "default")
+
+
+@dag(
+    dag_id="continual_training",
+    schedule=VALIDATED_BATCH,
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    tags=["continual-learning", "training", "mlflow"],
+    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    doc_md=__doc__,
+    params={
+        "task_id": Param(
+            None,
+            type=["null", "string"],
+            description="Task to learn (e.g. task_2). Empty: tasks from the triggering events, else the next one.",
+            pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        ),
+        "strategy": Param(
+            "replay",
+            type="string",
+            enum=["naive", "replay", "lwf", "ewc"],
+            description="Continual-learning strategy (replay keeps a fixed, class-balanced exemplar budget).",
+        ),
+        "scenario": Param(
+            "class_incremental",
+            type="string",
+            enum=["class_incremental", "task_incremental"],
+            description="class_incremental: one head, no task id at test; task_incremental: task id given.",
+        ),
+        "epochs": Param(
+            None, type=["null", "integer"], minimum=1, maximum=500, description="Epochs per task."
+        ),
+        "max_samples_per_task": Param(
+            None,
+            type=["null", "integer"],
+            minimum=8,
+            description="Cap on training samples per task (quick runs).",
+        ),
+        "retention_threshold": Param(
+            0.8, type="number", minimum=0, maximum=1, description="Mean retention needed for `champion`."
+        ),
+        "accuracy_floor": Param(
+            0.9, type="number", minimum=0, maximum=1, description="New-task accuracy needed for `champion`."
+        ),
+    },
+)
+def continual_training():
+    @task
+    def plan(params: dict, triggering_asset_events=None) -> list[str]:
+        """Decide which tasks this run learns."""
+        from include.ops.settings import get_settings
+        from include.ops.training import plan_tasks
+
+        event_tasks = []
+        for events in (triggering_asset_events or {}).values():
+            event_tasks += [e.extra["task_id"] for e in events if (e.extra or {}).get("task_id")]
+        tasks = plan_tasks(get_settings(), params.get("task_id"), event_tasks)
+        print(f"planned tasks: {tasks or 'none (everything in the manifest is learned)'}")
+        return tasks
+
+    @task(queue=TRAINING_QUEUE, outlets=[CHECKPOINT])
+    def train(task_ids: list[str], params: dict, dag_run=None, outlet_events=None) -> list[dict]:
+        """Learn the planned tasks in order, one MLflow run each; emit the checkpoint Asset."""
+        from include.ops.settings import get_settings
+        from include.ops.training import learn_one, resolve_train_config
+
+        try:
+            from include.ops.jsonlog import configure_json_logging
+
+            configure_json_logging("training")
+        except ImportError:
+            pass
+        settings = get_settings()
+        cfg = resolve_train_config(params)
+        summaries = [learn_one(settings, t, cfg, dag_run.dag_id, dag_run.run_id) for t in task_ids]
+        if summaries:
+            last = summaries[-1]
+            outlet_events[CHECKPOINT].extra = {
+                "task_id": last["task_id"],
+                "checkpoint_path": last["checkpoint_path"],
+                "checkpoint_sha256": last["checkpoint_sha256"],
+                "mlflow_run_id": last["mlflow_run_id"],
+            }
+        return summaries
+
+    @task
+    def register(summaries: list[dict], params: dict) -> list[dict]:
+        """Register a model version per learned task and move `champion`/`challenger`."""
+        from include.ops.settings import get_settings
+        from include.ops.training import register_and_gate
+
+        return register_and_gate(
+            get_settings(), summaries, float(params["retention_threshold"]), float(params["accuracy_floor"])
+        )
+
+    @task(retry_delay=timedelta(seconds=2))  # deterministic: a retry only re-reports the same decision
+    def gate(decisions: list[dict]) -> None:
+        """Fail the run, visibly, when a new version did not earn `champion`."""
+        failed = [d for d in decisions if not d["passed"]]
+        for d in decisions:
+            print(f"{d['task_id']}: version {d['version']} -> {d['alias']} {'; '.join(d['reasons'])}")
+        if failed:
+            raise RuntimeError(
+                "gate failed: " + " | ".join(f"{d['task_id']}: {'; '.join(d['reasons'])}" for d in failed)
+            )
+
+    summaries = train(plan())
+    gate(register(summaries))
+
+
+continual_training()

@@ -1,0 +1,249 @@
+"""MLflow side of backups: dump/restore the backend store (SQLite online backup, pg_dump) and read the registry.
+
+SQLite is copied with ``sqlite3.Connection.backup`` (a consistent snapshot even while MLflow writes);
+PostgreSQL with ``pg_dump --format=custom`` and restored with ``pg_restore --clean --single-transaction``
+(runbook "Database Backup"). Passwords go to the tools through ``PGPASSWORD``, never on a command line or in a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from include.ops.backup.layout import BackupError, fsync_dir
+from include.ops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SQLITE_DUMP = "mlflow/mlflow.db"
+PG_DUMP = "mlflow/mlflow.pgdump"
+ARTIFACTS = "mlflow/artifacts"
+ALIASES = ("champion", "challenger")
+PG_TIMEOUT_S = 600
+
+
+def backend_kind(tracking_uri: str) -> str:
+    """``sqlite``, ``postgresql`` or ``other`` (file stores, remote servers: not backed up here)."""
+    scheme = tracking_uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme == "sqlite":
+        return "sqlite"
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    return "other"
+
+
+def sqlite_path(tracking_uri: str) -> Path:
+    """File of a ``sqlite:///path`` tracking URI (``sqlite:////abs`` or ``sqlite:///rel``)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        raise ValueError(f"not a SQLite tracking URI: {redact_uri(tracking_uri)}")
+    return Path(tracking_uri.removeprefix("sqlite:///")).expanduser()
+
+
+def artifacts_dir(settings: Settings) -> Path:
+    """Local artifact root: env ``CT_MLFLOW_ARTIFACTS_DIR``, else ``artifacts/`` beside the SQLite store."""
+    value = os.environ.get("CT_MLFLOW_ARTIFACTS_DIR")
+    if value:
+        return Path(value).expanduser().resolve()
+    if backend_kind(settings.mlflow_tracking_uri) == "sqlite":
+        return sqlite_path(settings.mlflow_tracking_uri).resolve().parent / "artifacts"
+    return settings.var_dir / "mlflow" / "artifacts"
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with any password replaced by ``***`` (safe to log)."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparsable uri>"
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{netloc[-1]}", parts.path, parts.query, parts.fragment))
+
+
+def _pg_target(uri: str) -> tuple[str, dict[str, str]]:
+    """libpq URI without password (``postgresql+driver`` normalised) and the env that carries the password."""
+    parts = urlsplit(uri)
+    scheme = "postgresql"
+    env = dict(os.environ)
+    host = parts.hostname or ""
+    netloc = host if ":" not in host else f"[{host}]"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    if parts.password is not None:
+        env["PGPASSWORD"] = parts.password
+    return urlunsplit((scheme, netloc, parts.path, parts.query, "")), env
+
+
+def _run_pg(args: list[str], env: dict[str, str], what: str) -> None:
+    try:
+        proc = subprocess.run(
+            args, env=env, capture_output=True, text=True, timeout=PG_TIMEOUT_S, check=False
+        )
+    except FileNotFoundError as exc:
+        raise BackupError(f"{what}: {args[0]} is not installed (PostgreSQL client tools are needed)") from exc
+    if proc.returncode != 0:
+        raise BackupError(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+
+
+def dump_sqlite(src: Path, dst: Path) -> None:
+    """Consistent copy of a live SQLite database through the online backup API; integrity-checked, fsynced."""
+    if not src.is_file():
+        raise BackupError(f"MLflow SQLite store {src} does not exist")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=60)
+    target = sqlite3.connect(dst)
+    try:
+        source.backup(target)
+        check = target.execute("PRAGMA integrity_check").fetchone()[0]
+        if check != "ok":
+            raise BackupError(f"SQLite backup of {src} failed its integrity check: {check}")
+    finally:
+        target.close()
+        source.close()
+    with open(dst, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def dump_postgres(uri: str, dst: Path) -> None:
+    """``pg_dump --format=custom`` of the MLflow database into ``dst``."""
+    target, env = _pg_target(uri)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    log.info("pg_dump of %s", redact_uri(uri))
+    _run_pg(
+        ["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={dst}", target],
+        env,
+        "pg_dump",
+    )
+
+
+def check_postgres_dump(dump: Path) -> int:
+    """Read the dump's table of contents with ``pg_restore --list``; return the number of entries."""
+    proc = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise BackupError(f"PostgreSQL dump {dump} is unreadable: {proc.stderr.strip()[-1000:]}")
+    return sum(1 for line in proc.stdout.splitlines() if line and not line.startswith(";"))
+
+
+def restore_postgres(dump: Path, uri: str) -> None:
+    """Replace the MLflow database's contents with ``dump`` in one transaction (``pg_restore --clean``)."""
+    target, env = _pg_target(uri)
+    log.info("pg_restore into %s", redact_uri(uri))
+    args = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction"]
+    _run_pg([*args, f"--dbname={target}", str(dump)], env, "pg_restore")
+
+
+def sqlite_integrity(db: Path) -> None:
+    """Raise BackupError unless ``PRAGMA integrity_check`` of ``db`` says ok."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        check = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(f"MLflow SQLite store {db} is unreadable: {exc}") from exc
+    finally:
+        conn.close()
+    if check != "ok":
+        raise BackupError(f"MLflow SQLite store {db} failed its integrity check: {check}")
+
+
+def install_sqlite(staged: Path, live: Path, keep_previous: Path | None) -> None:
+    """Swap a staged SQLite file in for ``live`` (``os.replace``); stale -wal/-shm/-journal files move aside too."""
+    sqlite_integrity(staged)
+    live.parent.mkdir(parents=True, exist_ok=True)
+    if live.exists() and keep_previous is not None:
+        shutil.copy2(live, keep_previous)
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = live.with_name(live.name + suffix)
+        if side.exists():
+            side.replace(side.with_name(side.name + ".pre-restore"))
+    os.replace(staged, live)
+    fsync_dir(live.parent)
+
+
+def registry_snapshot(settings: Settings, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Runs, registered versions (tags) and aliases of the project's model, read through MlflowClient."""
+    uri = tracking_uri or settings.mlflow_tracking_uri
+    snapshot: dict[str, Any] = {
+        "backend": backend_kind(uri),
+        "registered_model": settings.registered_model,
+        "experiment": settings.mlflow_experiment,
+        "run_ids": [],
+        "checkpoint_runs": {},
+        "versions": {},
+        "aliases": {},
+    }
+    if snapshot["backend"] == "sqlite" and not sqlite_path(uri).is_file():
+        snapshot["note"] = "no MLflow store yet"
+        return snapshot
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.get_experiment_by_name(settings.mlflow_experiment)
+    if exp is not None:
+        token = None
+        while True:
+            page = client.search_runs([exp.experiment_id], max_results=1000, page_token=token)
+            for run in page:
+                snapshot["run_ids"].append(run.info.run_id)
+                sha = run.data.tags.get("ct.checkpoint_sha256")
+                if sha:
+                    snapshot["checkpoint_runs"].setdefault(sha, []).append(run.info.run_id)
+            token = page.token
+            if not token:
+                break
+    try:
+        versions = client.search_model_versions(f"name = '{settings.registered_model}'")
+    except MlflowException:
+        versions = []
+    for mv in versions:
+        snapshot["versions"][str(mv.version)] = {
+            "run_id": mv.run_id,
+            "tags": {
+                k: v
+                for k, v in (mv.tags or {}).items()
+                if k in ("checkpoint_path", "checkpoint_sha256", "task_id")
+            },
+            "aliases": list(getattr(mv, "aliases", []) or []),
+        }
+    snapshot["aliases"] = aliases_of(uri, settings.registered_model)
+    return snapshot
+
+
+def aliases_of(tracking_uri: str, registered_model: str) -> dict[str, dict[str, Any]]:
+    """``{alias: {version, checkpoint_path, checkpoint_sha256}}`` for champion/challenger (missing ones left out)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    out: dict[str, dict[str, Any]] = {}
+    for alias in ALIASES:
+        try:
+            mv = client.get_model_version_by_alias(registered_model, alias)
+        except MlflowException:
+            continue
+        out[alias] = {
+            "version": str(mv.version),
+            "checkpoint_path": (mv.tags or {}).get("checkpoint_path"),
+            "checkpoint_sha256": (mv.tags or {}).get("checkpoint_sha256"),
+        }
+    return out
+
+
+def scratch_copy(db: Path) -> Path:
+    """A throwaway copy of a SQLite store, so reading it with MLflow can never modify a backup."""
+    fd, tmp = tempfile.mkstemp(prefix="mlflow-read-", suffix=".db")
+    os.close(fd)
+    shutil.copyfile(db, tmp)
+    return Path(tmp)

@@ -1,0 +1,245 @@
+"""Continual-learning state as plain JSON-ready dicts, read from MLflow only (no Airflow import).
+
+The Airflow plugin view, its JSON API and the operator CLI all render what these functions return,
+so the three always agree. MLflow names follow docs/conventions.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+RETENTION_THRESHOLD = 0.8  # the runbook's knowledge-retention alert threshold
+DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"
+TAG_TASK_ID = "ct.task_id"
+TAG_TASK_INDEX = "ct.task_index"
+TAG_STATUS = "ct.status"
+TAG_DAG_RUN_ID = "ct.dag_run_id"
+STATUS_LEARNED = "learned"
+ALIASES = ("champion", "challenger")
+SUMMARY_METRICS = ("mean_retention", "mean_retention_cc", "avg_acc", "bwt", "forgetting", "new_task_acc")
+
+
+def mlflow_ui_url() -> str:
+    """Base URL of the MLflow UI for links: env ``CT_MLFLOW_UI_URL`` or ``http://127.0.0.1:5000``."""
+    return os.environ.get("CT_MLFLOW_UI_URL", DEFAULT_MLFLOW_UI_URL).rstrip("/")
+
+
+def run_link(ui_url: str, experiment_id: str, run_id: str) -> str:
+    """MLflow UI address of a run."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_version_link(ui_url: str, model_name: str, version: str) -> str:
+    """MLflow UI address of a registered model version."""
+    return f"{ui_url.rstrip('/')}/#/models/{quote(model_name, safe='')}/versions/{version}"
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float, or None when missing, NaN or infinite (JSON has no NaN)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _client(tracking_uri: str):  # -> mlflow.MlflowClient; mlflow is imported lazily to keep importers light
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _learned_runs(client: Any, experiment_id: str) -> list[Any]:
+    """Every run tagged as a learned task, oldest first."""
+    return list(
+        client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{TAG_STATUS}` = '{STATUS_LEARNED}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=5000,
+        )
+    )
+
+
+def read_acc_matrix(client: Any, run_id: str) -> dict[str, Any] | None:
+    """The run's ``acc_matrix.json`` as ``{"task_ids", "matrix"}``, or None when absent or malformed."""
+    with tempfile.TemporaryDirectory(prefix="ct-accm-") as tmp:
+        try:
+            local = client.download_artifacts(run_id, "acc_matrix.json", tmp)
+            raw = json.loads(Path(local).read_text())
+            task_ids = [str(t) for t in raw["task_ids"]]
+            matrix = [[_finite(v) for v in row] for row in raw["matrix"]]
+        except Exception:  # missing artifact, unreadable store or wrong shape: the view shows "no matrix"
+            return None
+    if any(len(row) > len(task_ids) for row in matrix):
+        return None
+    return {"task_ids": task_ids, "matrix": matrix}
+
+
+def _alias_info(
+    client: Any, model_name: str, alias: str, experiment_id: str | None, ui_url: str
+) -> dict | None:
+    """Version, run and links of the registered version behind ``alias``; None when the alias is unset."""
+    try:
+        mv = client.get_model_version_by_alias(model_name, alias)
+    except Exception:  # no such model or alias: nothing promoted yet
+        return None
+    run_id = mv.run_id or (mv.tags or {}).get("run_id")
+    exp_id = experiment_id
+    if run_id:
+        with contextlib.suppress(Exception):  # run deleted from the store: link into the project experiment
+            exp_id = client.get_run(run_id).info.experiment_id
+    return {
+        "alias": alias,
+        "version": str(mv.version),
+        "run_id": run_id,
+        "task_id": (mv.tags or {}).get("task_id"),
+        "gate": (mv.tags or {}).get("gate"),
+        "gate_reasons": (mv.tags or {}).get("gate_reasons"),
+        "mean_retention": _finite((mv.tags or {}).get("mean_retention")),
+        "run_url": run_link(ui_url, exp_id, run_id) if run_id and exp_id else None,
+        "version_url": model_version_link(ui_url, model_name, str(mv.version)),
+    }
+
+
+def _run_summary(run: Any, ui_url: str) -> dict[str, Any]:
+    """Identity, timing and headline metrics of one learned run."""
+    metrics = run.data.metrics
+    tags = run.data.tags
+    return {
+        "run_id": run.info.run_id,
+        "task_id": tags.get(TAG_TASK_ID),
+        "task_index": int(tags[TAG_TASK_INDEX]) if str(tags.get(TAG_TASK_INDEX, "")).isdigit() else None,
+        "dag_run_id": tags.get(TAG_DAG_RUN_ID),
+        "start_time_ms": run.info.start_time,
+        "status": run.info.status,
+        "url": run_link(ui_url, run.info.experiment_id, run.info.run_id),
+        **{name: _finite(metrics.get(name)) for name in SUMMARY_METRICS},
+    }
+
+
+def empty_state(experiment: str, model_name: str, tracking_uri: str, threshold: float) -> dict[str, Any]:
+    """The state before anything was learned: same keys as ``continual_state``, nothing filled in."""
+    return {
+        "experiment": experiment,
+        "experiment_id": None,
+        "experiment_url": None,
+        "registered_model": model_name,
+        "tracking_uri": tracking_uri,
+        "mlflow_ui_url": mlflow_ui_url(),
+        "retention_threshold": threshold,
+        "tasks_learned": 0,
+        "task_ids": [],
+        "latest_run": None,
+        "acc_matrix": None,
+        "retention": [],
+        "mean_retention": None,
+        "below_threshold": [],
+        "champion": None,
+        "challenger": None,
+    }
+
+
+def continual_state(
+    tracking_uri: str,
+    experiment: str,
+    model_name: str,
+    ui_url: str | None = None,
+    threshold: float = RETENTION_THRESHOLD,
+) -> dict[str, Any]:
+    """Tasks learned, latest acc matrix, retention per task vs ``threshold``, champion/challenger (JSON).
+
+    ``retention`` rows are ``{"task_id", "retention", "passed"}`` in stream order; ``passed`` is None when the
+    run logged no retention for that task. Aliases are None until set. Never raises for an empty store.
+    """
+    ui = (ui_url or mlflow_ui_url()).rstrip("/")
+    state = empty_state(experiment, model_name, tracking_uri, threshold)
+    state["mlflow_ui_url"] = ui
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp is not None else None
+    if exp_id is not None:
+        state["experiment_id"] = exp_id
+        state["experiment_url"] = f"{ui}/#/experiments/{exp_id}"
+        runs = _learned_runs(client, exp_id)
+        task_ids: list[str] = []
+        for run in runs:
+            tid = run.data.tags.get(TAG_TASK_ID)
+            if tid and tid not in task_ids:
+                task_ids.append(tid)
+        state["tasks_learned"] = len(task_ids)
+        state["task_ids"] = task_ids
+        if runs:
+            latest = runs[-1]
+            state["latest_run"] = _run_summary(latest, ui)
+            state["acc_matrix"] = read_acc_matrix(client, latest.info.run_id)
+            order = state["acc_matrix"]["task_ids"] if state["acc_matrix"] else task_ids
+            metrics = latest.data.metrics
+            extra = sorted(k.removeprefix("retention.") for k in metrics if k.startswith("retention."))
+            for tid in [*order, *(t for t in extra if t not in order)]:
+                value = _finite(metrics.get(f"retention.{tid}"))
+                state["retention"].append(
+                    {
+                        "task_id": tid,
+                        "retention": value,
+                        "passed": None if value is None else value >= threshold,
+                    }
+                )
+            state["mean_retention"] = _finite(metrics.get("mean_retention"))
+            state["below_threshold"] = [r["task_id"] for r in state["retention"] if r["passed"] is False]
+    for alias in ALIASES:
+        state[alias] = _alias_info(client, model_name, alias, exp_id, ui)
+    return state
+
+
+def learning_history(
+    tracking_uri: str, experiment: str, model_name: str, ui_url: str | None = None
+) -> list[dict]:
+    """One row per learned run, oldest first, with its headline metrics, model version and aliases."""
+    ui = (ui_url or mlflow_ui_url()).rstrip("/")
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    by_run: dict[str, dict[str, Any]] = {}
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'", max_results=10000)
+        # search results carry no aliases; the registered model holds the alias -> version map
+        alias_map = client.get_registered_model(model_name).aliases or {}
+    except Exception:  # no registry entry yet
+        versions, alias_map = [], {}
+    for mv in versions:
+        run_id = mv.run_id or (mv.tags or {}).get("run_id")
+        if run_id:
+            aliases = sorted(a for a, v in alias_map.items() if str(v) == str(mv.version))
+            by_run[run_id] = {"version": str(mv.version), "aliases": aliases}
+    rows = []
+    for run in _learned_runs(client, exp.experiment_id):
+        row = _run_summary(run, ui)
+        row.update(by_run.get(run.info.run_id, {"version": None, "aliases": []}))
+        rows.append(row)
+    return rows
+
+
+def state_from_settings(settings: Any | None = None) -> dict[str, Any]:
+    """``continual_state`` for the project's configured tracking URI, experiment and registered model."""
+    if settings is None:
+        from include.ops.settings import get_settings
+
+        settings = get_settings()
+    threshold = _finite(os.environ.get("CT_RETENTION_THRESHOLD")) or RETENTION_THRESHOLD
+    return continual_state(
+        settings.mlflow_tracking_uri,
+        settings.mlflow_experiment,
+        settings.registered_model,
+        threshold=threshold,
+    )

@@ -1,0 +1,261 @@
+"""MLflow side of continual training: experiment setup, per-task runs, artifacts, registry and the gate."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from include.ops.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+TAG_TASK_ID = "ct.task_id"
+TAG_TASK_INDEX = "ct.task_index"
+TAG_DAG_ID = "ct.dag_id"
+TAG_DAG_RUN_ID = "ct.dag_run_id"
+TAG_STATUS = "ct.status"
+STATUS_LEARNED = "learned"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PYFUNC_CODE = PROJECT_ROOT / "include" / "ops" / "pyfunc_model.py"
+
+
+@dataclass
+class GateDecision:
+    """Outcome of the promotion gate for one registered model version."""
+
+    task_id: str
+    version: str
+    passed: bool
+    alias: str
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form for XCom."""
+        return asdict(self)
+
+
+def client(settings: Settings):  # -> mlflow.MlflowClient (mlflow imported lazily)
+    """Point MLflow at the settings' tracking URI and return a client for it."""
+    import mlflow
+
+    if settings.mlflow_tracking_uri.startswith("sqlite:///"):
+        Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+
+
+def ensure_experiment(settings: Settings) -> str:
+    """Create the project's experiment if missing (local artifact root next to a SQLite store); return its id."""
+    mlc = client(settings)
+    exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if settings.mlflow_tracking_uri.startswith("sqlite:///"):
+        db = Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
+        location = (db.parent / "artifacts").resolve().as_uri()
+    try:
+        return mlc.create_experiment(settings.mlflow_experiment, artifact_location=location)
+    except Exception:  # a concurrent creator won the race
+        exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def learned_task_ids(settings: Settings) -> list[str]:
+    """Task ids recorded as learned in MLflow, oldest first: MLflow is the record of what has been learned."""
+    mlc = client(settings)
+    exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
+    if exp is None:
+        return []
+    runs = mlc.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{TAG_STATUS}` = '{STATUS_LEARNED}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1000,
+    )
+    seen: list[str] = []
+    for run in runs:
+        task_id = run.data.tags.get(TAG_TASK_ID)
+        if task_id and task_id not in seen:
+            seen.append(task_id)
+    return seen
+
+
+def find_run(settings: Settings, dag_run_id: str, task_id: str):  # -> mlflow.entities.Run | None
+    """The MLflow run a given DAG run opened for a task, if any (makes retries idempotent)."""
+    mlc = client(settings)
+    exp_id = ensure_experiment(settings)
+    safe_run_id = dag_run_id.replace("'", "")
+    runs = mlc.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{TAG_DAG_RUN_ID}` = '{safe_run_id}' and tags.`{TAG_TASK_ID}` = '{task_id}'",
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def accuracy_heatmap(task_ids: list[str], matrix: list[list[float | None]], out_path: Path) -> Path:
+    """Render the accuracy matrix R[i][j] as an annotated heatmap PNG; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    data = np.array([[math.nan if v is None else float(v) for v in row] for row in matrix], dtype=float)
+    size = max(3.0, 0.9 * len(task_ids) + 1.5)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(np.ma.masked_invalid(data), vmin=0.0, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(len(task_ids)), labels=task_ids, rotation=45, ha="right")
+    ax.set_yticks(range(data.shape[0]), labels=[f"after {t}" for t in task_ids[: data.shape[0]]])
+    ax.set_xlabel("evaluated on task")
+    ax.set_ylabel("trained through task")
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            if not math.isnan(data[i, j]):
+                color = "black" if data[i, j] > 0.6 else "white"
+                ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", color=color, fontsize=9)
+    ax.set_title("Accuracy matrix R[i][j]")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def log_result(run_id: str, result: dict[str, Any], workdir: Path) -> None:
+    """Log one learned task (metrics, matrix JSON + PNG, checkpoint) into an open MLflow run."""
+    import mlflow
+
+    task_ids = result["task_ids"]
+    for epoch, loss in enumerate(result["epoch_losses"]):
+        mlflow.log_metric("loss", float(loss), step=epoch, run_id=run_id)
+    metrics: dict[str, float] = {}
+    for tid, acc in result["accuracies"].items():
+        metrics[f"acc.{tid}"] = float(acc)
+    for name, values in (
+        ("retention", result["retention"]),
+        ("retention_cc", result["retention_chance_corrected"]),
+    ):
+        for tid, value in values.items():
+            if _finite(value) is not None:
+                metrics[f"{name}.{tid}"] = float(value)
+    for key, metric in (
+        ("mean_retention", "mean_retention"),
+        ("mean_retention_chance_corrected", "mean_retention_cc"),
+        ("avg_acc", "avg_acc"),
+        ("bwt", "bwt"),
+        ("forgetting", "forgetting"),
+        ("param_count", "param_count"),
+        ("strategy_memory_bytes", "strategy_memory_bytes"),
+        ("stored_exemplars", "stored_exemplars"),
+        ("train_seconds", "train_seconds"),
+    ):
+        value = _finite(result.get(key))
+        if value is not None:
+            metrics[metric] = value
+    metrics["new_task_acc"] = float(result["accuracies"][result["task_id"]])
+    mlflow.log_metrics(metrics, run_id=run_id)
+
+    matrix_json = workdir / "acc_matrix.json"
+    matrix_json.write_text(json.dumps({"task_ids": task_ids, "matrix": result["acc_matrix"]}, indent=2))
+    mlflow.log_artifact(str(matrix_json), run_id=run_id)
+    mlflow.log_artifact(
+        str(accuracy_heatmap(task_ids, result["acc_matrix"], workdir / "acc_matrix.png")), run_id=run_id
+    )
+    mlflow.log_artifact(result["checkpoint_path"], artifact_path="checkpoint", run_id=run_id)
+
+
+def flat_params(model_config: dict[str, Any], train_config: dict[str, Any]) -> dict[str, str]:
+    """The resolved configuration as MLflow params (`model.*`, `train.*`)."""
+    params = {f"model.{k}": str(v) for k, v in model_config.items()}
+    params.update({f"train.{k}": str(v) for k, v in train_config.items()})
+    return params
+
+
+def register_version(settings: Settings, run_id: str, result: dict[str, Any]) -> str:
+    """Log the models-from-code pyfunc for the run's checkpoint and register it; returns the version."""
+    import mlflow
+    import numpy as np
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema, TensorSpec
+
+    client(settings)
+    n_features = 64
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("double", f"f{i}") for i in range(n_features)]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, -1))]),
+    )
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_CODE),
+            artifacts={"checkpoint": result["checkpoint_path"]},
+            code_paths=[str(PROJECT_ROOT / "model")],
+            signature=signature,
+            pip_requirements=["torch==2.13.0", "numpy", "pandas", "mlflow==3.17.2"],
+        )
+    mv = mlflow.register_model(
+        info.model_uri,
+        settings.registered_model,
+        tags={
+            "checkpoint_path": result["checkpoint_path"],
+            "checkpoint_sha256": result["checkpoint_sha256"],
+            "task_id": result["task_id"],
+            "mean_retention": str(result.get("mean_retention")),
+            "new_task_acc": str(result["accuracies"][result["task_id"]]),
+            "run_id": run_id,
+        },
+    )
+    return str(mv.version)
+
+
+def gate(result: dict[str, Any], retention_threshold: float, accuracy_floor: float) -> tuple[bool, list[str]]:
+    """Promotion rule: new-task accuracy >= floor, and (after the first task) mean retention >= threshold."""
+    reasons: list[str] = []
+    new_acc = float(result["accuracies"][result["task_id"]])
+    if new_acc < accuracy_floor:
+        reasons.append(f"new task {result['task_id']} accuracy {new_acc:.4f} < floor {accuracy_floor}")
+    if len(result["task_ids"]) > 1:
+        retention = _finite(result.get("mean_retention"))
+        if retention is None or retention < retention_threshold:
+            reasons.append(f"mean retention {retention} < threshold {retention_threshold}")
+    return (not reasons, reasons)
+
+
+def apply_gate(
+    settings: Settings,
+    version: str,
+    result: dict[str, Any],
+    retention_threshold: float,
+    accuracy_floor: float,
+) -> GateDecision:
+    """Move `champion` to the version when it passes the gate, else mark it `challenger`."""
+    mlc = client(settings)
+    passed, reasons = gate(result, retention_threshold, accuracy_floor)
+    alias = CHAMPION if passed else CHALLENGER
+    mlc.set_registered_model_alias(settings.registered_model, alias, version)
+    mlc.set_model_version_tag(settings.registered_model, version, "gate", "passed" if passed else "failed")
+    if reasons:
+        mlc.set_model_version_tag(settings.registered_model, version, "gate_reasons", "; ".join(reasons))
+    log.info("gate for %s v%s: %s %s", result["task_id"], version, alias, reasons)
+    return GateDecision(
+        task_id=result["task_id"], version=version, passed=passed, alias=alias, reasons=reasons
+    )

@@ -1,0 +1,96 @@
+"""Learn one task and print its LearnResult as one JSON line: the command of the GPU training container.
+
+    python -m include.ops.train_cli --task-id task_0 --train-config '{"epochs": 1}'
+
+Reads the validated manifest when validation has run (else the raw task stream) and the learner state under
+``CT_STATE_DIR``; writes the checkpoint there. Progress goes to stderr, the result is the last stdout line
+(the DockerOperator's XCom). Exit 0 on success, 2 on a bad argument, 1 when training fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from include.ops.settings import Settings, get_settings
+
+
+def manifest_for(settings: Settings) -> Path:
+    """The manifest training reads: ``validated_dir/manifest.json`` once validation has run, else the stream's."""
+    validated = settings.validated_dir / "manifest.json"
+    return validated if validated.exists() else settings.manifest_path
+
+
+def parse_train_config(raw: str) -> tuple[dict[str, Any], list[str]]:
+    """Split a JSON object into TrainConfig overrides and ignored keys; ValueError if not a JSON object."""
+    from model.config import TrainConfig
+
+    try:
+        values = json.loads(raw or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--train-config is not valid JSON: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ValueError(f"--train-config must be a JSON object, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = {k: v for k, v in values.items() if k in known and v is not None}
+    ignored = sorted(k for k in values if k not in known)
+    return overrides, ignored
+
+
+def _result_dict(result: Any) -> dict[str, Any]:
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return dict(result)
+
+
+def learn(task_id: str, overrides: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
+    """Learn ``task_id`` into the learner state of ``settings`` with TrainConfig ``overrides``; return the result."""
+    from model.config import TrainConfig
+    from model.learner import ContinualLearner
+
+    settings = settings or get_settings()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    learner = ContinualLearner(
+        manifest_for(settings), settings.state_dir, train_cfg=TrainConfig.from_dict(overrides)
+    )
+
+    def on_epoch_end(epoch: int, loss: float) -> None:
+        print(f"task {task_id} epoch {epoch} loss {loss:.4f}", file=sys.stderr, flush=True)
+
+    return _result_dict(learner.learn_task(task_id, on_epoch_end=on_epoch_end))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the process exit code."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--task-id", required=True, help="task of the manifest to learn, e.g. task_0")
+    parser.add_argument("--train-config", default="{}", help="JSON object of TrainConfig overrides")
+    args = parser.parse_args(argv)
+    try:
+        overrides, ignored = parse_train_config(args.train_config)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if ignored:
+        print(f"ignoring keys that are not TrainConfig fields: {ignored}", file=sys.stderr)
+    try:
+        result = learn(args.task_id, overrides)
+    except Exception as exc:  # the container's exit code is the operator's verdict; say why on stderr
+        traceback.print_exc()
+        print(f"error: learning {args.task_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, default=str, separators=(",", ":")), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""File primitives of the validation stores: checksums, atomic writes and copies, an inter-process lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1024 * 1024
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, streamed."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a fsynced temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def atomic_copy(src: Path, dst: Path, expected_sha256: str | None = None) -> str:
+    """Copy ``src`` to ``dst`` atomically (temp + fsync + replace); return the sha256 of the bytes written.
+
+    With ``expected_sha256`` the copy is verified before it becomes visible; a mismatch raises OSError
+    naming both files and leaves ``dst`` untouched.
+    """
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
+            for block in iter(lambda: inp.read(CHUNK), b""):
+                digest.update(block)
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        checksum = digest.hexdigest()
+        if expected_sha256 is not None and checksum != expected_sha256:
+            raise OSError(f"copy of {src} to {dst} has sha256 {checksum}, expected {expected_sha256}")
+        os.replace(tmp, dst)
+        _fsync_dir(dst.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return checksum
+
+
+def safe_move(src: Path, dst: Path, expected_sha256: str) -> None:
+    """Move ``src`` to ``dst`` without ever losing it: verified atomic copy first, unlink of ``src`` last."""
+    atomic_copy(src, dst, expected_sha256=expected_sha256)
+    Path(src).unlink()
+    _fsync_dir(Path(src).parent)
+
+
+def read_json(path: Path, default: Any) -> Any:
+    """Parsed JSON of ``path``, or ``default`` when it does not exist; ValueError naming the file if garbled."""
+    try:
+        raw = Path(path).read_text()
+    except FileNotFoundError:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(
+            f"{path} is not valid JSON ({exc}); fix or restore it before validating more files"
+        ) from exc
+
+
+@contextlib.contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created if missing) for the ``with`` block."""
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

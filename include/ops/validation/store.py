@@ -1,0 +1,186 @@
+"""The validated store and the quarantine: where a batch goes after validation, each with a JSON index.
+
+Validated store (``settings.validated_dir``): passing files under their own names, the task manifest as
+``manifest.json`` and ``index.json`` (``{"version": 1, "files": {name: {sha256, task_id, rows, ...}}}``). The
+index is written last and is the commit marker; files are never overwritten with different content.
+
+Quarantine (``settings.quarantine_dir``): one folder per rejection, ``<UTC time>-<sha12>-<safe name>/``,
+holding the original bytes under the safe name and ``report.json``; ``index.json`` lists every rejection.
+Nothing here deletes data: a move is a verified copy followed by the unlink of the source.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from include.ops.validation.config import MANIFEST_NAME
+from include.ops.validation.fsutil import (
+    atomic_copy,
+    atomic_write_json,
+    locked,
+    read_json,
+    safe_move,
+    sha256_file,
+)
+from include.ops.validation.prechecks import PrecheckFailure
+
+INDEX_NAME = "index.json"
+LOCK_NAME = ".index.lock"
+INDEX_VERSION = 1
+
+
+def utc_now() -> str:
+    """Current UTC time, ISO-8601 to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def safe_name(name: str) -> str:
+    """A plain file name derived from any landed name (no separators, no leading dots, at most 100 chars)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name).replace("..", "_").lstrip("._-")
+    return cleaned[-100:] or "unnamed"
+
+
+def read_index(folder: Path) -> dict[str, Any]:
+    """The index of a store folder (empty index if none yet); ValueError naming the file if it is garbled."""
+    index = read_json(Path(folder) / INDEX_NAME, {"version": INDEX_VERSION})
+    if not isinstance(index, dict):
+        raise ValueError(f"{Path(folder) / INDEX_NAME} must hold a JSON object")
+    return index
+
+
+def find_validated(validated_dir: Path, checksum: str) -> tuple[str, dict[str, Any]] | None:
+    """``(name, entry)`` of the validated file with this content, or None."""
+    for name, entry in read_index(validated_dir).get("files", {}).items():
+        if entry.get("sha256") == checksum:
+            return name, entry
+    return None
+
+
+def check_not_conflicting(validated_dir: Path, name: str, checksum: str) -> None:
+    """Raise ``conflicts_with_validated`` when ``name`` was validated before with different content."""
+    entry = read_index(validated_dir).get("files", {}).get(name)
+    if entry is not None and entry.get("sha256") != checksum:
+        raise PrecheckFailure(
+            "conflicts_with_validated",
+            f"{name} was already validated with sha256 {entry.get('sha256')} on {entry.get('validated_at')}; "
+            "validated batches are immutable (land a new task file instead)",
+            {"validated_sha256": entry.get("sha256")},
+        )
+
+
+def check_manifest_compatible(validated_dir: Path, manifest_path: Path) -> None:
+    """Raise ``manifest_match`` when the landing manifest changes a task the validated store already holds."""
+    from model.data import load_manifest
+
+    current = Path(validated_dir) / MANIFEST_NAME
+    if not current.exists():
+        return
+    old, new = load_manifest(current), load_manifest(manifest_path)
+    held = read_index(validated_dir).get("files", {})
+    for spec in old.tasks:
+        if spec.file not in held:
+            continue
+        try:
+            now = new.task(spec.task_id)
+        except KeyError:
+            now = None
+        if now is None or now.classes != spec.classes or now.file != spec.file:
+            raise PrecheckFailure(
+                "manifest_match",
+                f"landing manifest {manifest_path} changes validated task {spec.task_id!r} "
+                f"({spec.file}, classes {spec.classes}) -> {now}; earlier tasks of a stream cannot change",
+            )
+
+
+def publish_validated(
+    src: Path,
+    name: str,
+    checksum: str,
+    manifest_path: Path,
+    validated_dir: Path,
+    entry: dict[str, Any],
+    recheck: Callable[[list[Path]], None] | None = None,
+) -> tuple[Path, bool]:
+    """Copy a passing file and the manifest into the store and index it; return (path, newly published).
+
+    Runs under the store lock. ``recheck`` receives the store's task files at commit time so checks that
+    depend on the store (leakage) see files validated concurrently; it raises PrecheckFailure to refuse.
+    An identical file already indexed under ``name`` is not published again (returns False).
+    """
+    validated_dir = Path(validated_dir)
+    validated_dir.mkdir(parents=True, exist_ok=True)
+    dst = validated_dir / name
+    with locked(validated_dir / LOCK_NAME):
+        check_not_conflicting(validated_dir, name, checksum)
+        index = read_index(validated_dir)
+        files = index.setdefault("files", {})
+        if files.get(name, {}).get("sha256") == checksum and dst.exists():
+            return dst, False
+        check_manifest_compatible(validated_dir, manifest_path)
+        if recheck is not None:
+            recheck(sorted(p for p in validated_dir.glob("*.csv") if p.name != name))
+        atomic_copy(src, dst, expected_sha256=checksum)
+        manifest_dst = validated_dir / MANIFEST_NAME
+        if not manifest_dst.exists() or sha256_file(manifest_dst) != sha256_file(manifest_path):
+            atomic_copy(manifest_path, manifest_dst)
+        files[name] = {**entry, "sha256": checksum, "path": str(dst)}
+        index["version"] = INDEX_VERSION
+        index["updated_at"] = utc_now()
+        atomic_write_json(validated_dir / INDEX_NAME, index)
+    return dst, True
+
+
+def quarantine(
+    src: Path, name: str, checksum: str, report: dict[str, Any], quarantine_dir: Path, move: bool = True
+) -> tuple[Path, Path]:
+    """Move (or copy) the original bytes into a new quarantine folder with ``report.json``; index it.
+
+    Returns (quarantined file, report file). The copy is verified against ``checksum`` before the source
+    is unlinked, so the quarantined bytes are always the landed bytes.
+    """
+    quarantine_dir = Path(quarantine_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    plain = safe_name(name)
+    folder = quarantine_dir / f"{stamp}-{checksum[:12]}-{plain}"
+    folder.mkdir(parents=True, exist_ok=False)
+    dst, report_path = folder / plain, folder / "report.json"
+    atomic_write_json(report_path, {**report, "quarantined_file": str(dst)})
+    if move:
+        safe_move(src, dst, expected_sha256=checksum)
+    else:
+        atomic_copy(src, dst, expected_sha256=checksum)
+    with locked(quarantine_dir / LOCK_NAME):
+        index = read_index(quarantine_dir)
+        index.setdefault("entries", []).append(
+            {
+                "folder": folder.name,
+                "file": str(dst),
+                "original_name": name,
+                "sha256": checksum,
+                "check": report.get("check"),
+                "stage": report.get("stage"),
+                "reason": report.get("reason"),
+                "source": report.get("source"),
+                "quarantined_at": utc_now(),
+            }
+        )
+        index["version"] = INDEX_VERSION
+        atomic_write_json(quarantine_dir / INDEX_NAME, index)
+    return dst, report_path
+
+
+def mark_released(quarantine_dir: Path, folder_name: str, released_to: str) -> dict[str, Any]:
+    """Record in the quarantine index that the file of ``folder_name`` was released; return its entry."""
+    quarantine_dir = Path(quarantine_dir)
+    with locked(quarantine_dir / LOCK_NAME):
+        index = read_index(quarantine_dir)
+        for entry in index.get("entries", []):
+            if entry.get("folder") == folder_name:
+                entry.setdefault("released", []).append({"to": released_to, "at": utc_now()})
+                atomic_write_json(quarantine_dir / INDEX_NAME, index)
+                return entry
+    raise KeyError(f"no quarantine entry {folder_name!r} in {quarantine_dir / INDEX_NAME}")

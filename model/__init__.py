@@ -1,0 +1,1 @@
+"""The continual tiny transformer: data, network, strategies, training, evaluation, checkpoints (Airflow-free)."""

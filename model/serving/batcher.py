@@ -1,0 +1,138 @@
+"""Dynamic batching for inference (runbook "Batching Strategies"), on asyncio.
+
+Requests wait in a queue; one worker takes the first, then keeps taking until ``max_batch_size`` rows or
+``timeout_ms`` after the first one, runs a single forward on a dedicated thread (torch releases the GIL, so
+the event loop keeps accepting requests meanwhile), and hands each request its slice of the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+Forward = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class _Pending:
+    rows: np.ndarray  # (n, F)
+    future: asyncio.Future
+
+
+class BatcherStopped(RuntimeError):
+    """The batcher was stopped before the request was served."""
+
+
+class DynamicBatcher:
+    """Combines concurrent ``submit`` calls into batched ``forward`` calls (rows in, rows out, same order)."""
+
+    def __init__(
+        self,
+        forward: Forward,
+        max_batch_size: int = 32,
+        timeout_ms: float = 10.0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if timeout_ms < 0:
+            raise ValueError(f"timeout_ms must be >= 0, got {timeout_ms}")
+        self.forward = forward
+        self.max_batch_size = max_batch_size
+        self.timeout_s = timeout_ms / 1000.0
+        self.on_batch = on_batch
+        self.batches = 0
+        self.rows = 0
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._worker: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def running(self) -> bool:
+        """True between ``start`` and ``stop``."""
+        return self._worker is not None and not self._worker.done()
+
+    async def start(self) -> None:
+        """Start the worker on the running event loop (idempotent)."""
+        if self.running:
+            return
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ct-batcher")
+        self._worker = asyncio.create_task(self._run(), name="ct-dynamic-batcher")
+
+    async def stop(self) -> None:
+        """Stop the worker; requests still queued fail with BatcherStopped."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        if self._queue is not None:
+            while not self._queue.empty():
+                pending = self._queue.get_nowait()
+                if not pending.future.done():
+                    pending.future.set_exception(BatcherStopped("batcher stopped"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def submit(self, rows: np.ndarray) -> np.ndarray:
+        """Queue ``rows`` (n, F) and wait for their outputs (n, ...); raises what ``forward`` raised."""
+        if not self.running or self._queue is None:
+            raise BatcherStopped("batcher is not running")
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(rows, future))
+        return await future
+
+    async def _collect(self, first: _Pending) -> list[_Pending]:
+        """The first request plus whatever arrives until the batch is full or the timeout passes."""
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        batch, size = [first], len(first.rows)
+        deadline = loop.time() + self.timeout_s
+        while size < self.max_batch_size:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            batch.append(item)
+            size += len(item.rows)
+        return batch
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect(await self._queue.get())
+            live = [p for p in batch if not p.future.done()]  # drop requests whose client went away
+            if not live:
+                continue
+            x = live[0].rows if len(live) == 1 else np.concatenate([p.rows for p in live])
+            try:
+                out = await loop.run_in_executor(self._executor, self.forward, x)
+            except Exception as exc:
+                for p in live:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.rows += len(x)
+            if self.on_batch is not None:
+                self.on_batch(len(x))
+            offset = 0
+            for p in live:
+                n = len(p.rows)
+                if not p.future.done():
+                    p.future.set_result(out[offset : offset + n])
+                offset += n

@@ -1,0 +1,1 @@
+"""One router per concern: health, predict, training views, config overrides, model and system admin."""

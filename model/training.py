@@ -1,0 +1,197 @@
+"""The one training loop: strategies plug into its hooks; device, precision and divergence are handled here."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import TrainConfig
+from model.strategies.base import Strategy, TaskContext
+
+logger = logging.getLogger("model.training")
+
+EpochCallback = Callable[[int, float], None]
+
+
+class LossDivergedError(RuntimeError):
+    """A NaN/inf loss stopped the task; nothing of that task was saved."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; any other value is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, mixed_precision: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when enabled; a no-op on CPU, where bf16 is slower than fp32 for this model."""
+    if mixed_precision and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (nanoGPT): norms, biases and embeddings are not decayed."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig, peak: float) -> float:
+    """Linear warm-up over ``warmup_frac`` of the steps, then cosine decay to ``peak * min_lr_frac``."""
+    warmup = max(1, int(cfg.warmup_frac * total))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    floor = peak * cfg.min_lr_frac
+    return floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * progress))
+
+
+def masked_logits(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Set logits outside ``allowed`` ((num_classes,) or (B, num_classes) bool) to -inf."""
+    assert allowed.any(dim=-1).all(), "every sample needs at least one allowed class"
+    return logits.masked_fill(~allowed, float("-inf"))
+
+
+@dataclass
+class _Phase:
+    """One pass of epochs over a data set with its own peak learning rate."""
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor
+    epochs: int
+    peak_lr: float
+    use_hooks: bool  # replay/distillation hooks apply in the main phase only
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled index batches covering ``n`` rows once."""
+    perm = torch.randperm(n, generator=gen)
+    yield from perm.split(batch_size)
+
+
+def train_task(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    strategy: Strategy,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ctx: TaskContext,
+    cfg: TrainConfig,
+    device: torch.device,
+    on_epoch_end: EpochCallback | None = None,
+) -> list[float]:
+    """Train ``model`` on one task through the strategy hooks; return the mean loss of every epoch.
+
+    Raises LossDivergedError (logged at ERROR with "loss diverged") on a NaN/inf loss, before any
+    optimizer step is taken with it.
+    """
+    assert x.shape[0] == y.shape[0] and x.shape[0] > 0, f"bad task data: x {tuple(x.shape)}, y {tuple(y.shape)}"
+    x, y = x.to(device), y.to(device)
+    forward = torch.compile(model) if cfg.compile else model
+    table = ctx.label_mask_table(device)
+    model.train()
+    strategy.before_task(model, ctx, x, y)
+    phases = [_Phase("train", x, y, cfg.epochs, cfg.lr, use_hooks=True)]
+    epoch_losses = _run_phase(forward, model, optimizer, strategy, phases[0], table, ctx, cfg, device, on_epoch_end)
+    strategy.after_task(model, ctx, x, y)
+    balanced = strategy.finetune_set(ctx)
+    if balanced is not None and cfg.finetune_epochs > 0:
+        phase = _Phase("finetune", *balanced, cfg.finetune_epochs, cfg.finetune_lr, use_hooks=False)
+        _run_phase(forward, model, optimizer, strategy, phase, table, ctx, cfg, device, None)
+    model.eval()
+    return epoch_losses
+
+
+def _run_phase(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    strategy: Strategy,
+    phase: _Phase,
+    table: torch.Tensor,
+    ctx: TaskContext,
+    cfg: TrainConfig,
+    device: torch.device,
+    on_epoch_end: EpochCallback | None,
+) -> list[float]:
+    """Run the epochs of one phase with gradient accumulation, warm-up/cosine LR and divergence checks."""
+    # a fixed per-task generator makes the data order depend only on (seed, task), so a resumed run matches
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ctx.task_index * 101 + (phase.name != "train"))
+    n = len(phase.y)
+    micro_per_epoch = math.ceil(n / cfg.batch_size)
+    steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum_steps)
+    total_steps = steps_per_epoch * phase.epochs
+    step = 0
+    epoch_losses: list[float] = []
+    optimizer.zero_grad(set_to_none=True)
+    for epoch in range(phase.epochs):
+        loss_sum = torch.zeros((), device=device)
+        for micro, idx in enumerate(_batches(n, cfg.batch_size, gen)):
+            xb, yb = phase.x[idx.to(device)], phase.y[idx.to(device)]
+            if phase.use_hooks:
+                xb, yb = strategy.adapt_batch(xb, yb, ctx)
+            with autocast(device, cfg.mixed_precision):
+                logits = forward(xb)  # (B, num_classes)
+                loss = F.cross_entropy(masked_logits(logits, table[yb]).float(), yb)
+                extra = strategy.extra_loss(model, xb, yb, logits, ctx) if phase.use_hooks else None
+                if extra is not None:
+                    loss = loss + extra
+            if cfg.inject_nan_at_step is not None and phase.use_hooks and step == cfg.inject_nan_at_step:
+                loss = loss * float("nan")
+            if not torch.isfinite(loss):
+                msg = f"loss diverged: {loss.item()} at task {ctx.task_id!r} epoch {epoch} step {step} ({phase.name})"
+                logger.error(msg)
+                optimizer.zero_grad(set_to_none=True)
+                raise LossDivergedError(msg)
+            (loss / cfg.grad_accum_steps).backward()
+            loss_sum += loss.detach()
+            last_micro = micro == micro_per_epoch - 1
+            if (micro + 1) % cfg.grad_accum_steps == 0 or last_micro:
+                lr = lr_at(step, total_steps, cfg, phase.peak_lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                if step % cfg.log_every == 0:
+                    logger.info(
+                        "task %s %s epoch %d step %d/%d loss %.4f lr %.2e",
+                        ctx.task_id, phase.name, epoch, step, total_steps, loss.item(), lr,
+                    )  # fmt: skip
+        epoch_losses.append(loss_sum.item() / micro_per_epoch)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, epoch_losses[-1])
+    return epoch_losses
+
+
+@torch.no_grad()
+def evaluate_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, allowed_classes: list[int], device: torch.device
+) -> float:
+    """Accuracy of argmax over ``allowed_classes`` (seen classes for class-IL, the task's for task-IL)."""
+    if len(y) == 0:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    allowed = torch.zeros(model.cfg.num_classes, dtype=torch.bool, device=device)  # type: ignore[union-attr]
+    allowed[list(allowed_classes)] = True
+    correct = 0
+    for start in range(0, len(y), 1024):
+        xb, yb = x[start : start + 1024].to(device), y[start : start + 1024].to(device)
+        logits = masked_logits(model(xb).float(), allowed)  # (B, num_classes)
+        correct += int((logits.argmax(dim=1) == yb).sum())
+    model.train(was_training)
+    return correct / len(y)

@@ -1,0 +1,149 @@
+"""continual_training end to end with dag.test(): a real Airflow DB, a real local MLflow store, the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def small_training(ct_env: Path, airflow_db: Path, monkeypatch: pytest.MonkeyPatch):
+    """Split-Digits written into the tmp data dir and training made tiny (1 epoch, 256 samples)."""
+    from include.ops.settings import get_settings
+    from model.data import write_split_digits
+
+    monkeypatch.setenv("CT_TRAIN_OVERRIDES", json.dumps({"epochs": 1, "max_samples_per_task": 256}))
+    settings = get_settings()
+    write_split_digits(settings.data_dir)
+    return settings
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "continual_training.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag("continual_training")
+
+
+def _state(obj) -> str:
+    return str(getattr(obj, "value", obj))
+
+
+def _checkpoint_events(run_id: str) -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == "model_checkpoint", AssetEvent.source_run_id == run_id)
+            .all()
+        )
+        return [dict(r.extra or {}) for r in rows]
+
+
+def test_two_tasks_tracked_registered_and_gated(small_training):
+    import mlflow
+
+    from include.ops import tracking
+    from model.checkpoint import sha256_file
+
+    settings = small_training
+    dag = _dag()
+
+    first = dag.test(run_conf={"task_id": "task_0", "strategy": "naive", "accuracy_floor": 0.5})
+    assert _state(first.state) == "success"
+    events = _checkpoint_events(first.run_id)
+    assert len(events) == 1 and events[0]["task_id"] == "task_0"
+    assert sha256_file(Path(events[0]["checkpoint_path"])) == events[0]["checkpoint_sha256"]
+
+    mlc = tracking.client(settings)
+    exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
+    runs = mlc.search_runs([exp.experiment_id], filter_string="tags.`ct.task_id` = 'task_0'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags["ct.status"] == "learned"
+    assert run.data.tags["ct.dag_run_id"] == first.run_id
+    assert run.data.params["train.epochs"] == "1"
+    assert run.data.params["train.max_samples_per_task"] == "256"
+    assert 0.5 <= run.data.metrics["acc.task_0"] <= 1.0
+    assert run.data.metrics["param_count"] < 100_000
+    assert "strategy_memory_bytes" in run.data.metrics
+    assert [m.step for m in mlc.get_metric_history(run.info.run_id, "loss")] == [0]
+    artifacts = {a.path for a in mlc.list_artifacts(run.info.run_id)}
+    assert {"acc_matrix.json", "acc_matrix.png", "checkpoint", "learn_result.json"} <= artifacts
+    champion = mlc.get_model_version_by_alias(settings.registered_model, "champion")
+    assert champion.tags["task_id"] == "task_0"
+    assert champion.tags["checkpoint_sha256"] == events[0]["checkpoint_sha256"]
+
+    # Naive fine-tuning (no replay) forgets task_0 in the class-incremental scenario: the gate must fail the run visibly.
+    second = _dag().test(run_conf={"strategy": "naive", "accuracy_floor": 0.5})
+    assert _state(second.state) == "failed"
+    states = {ti.task_id: _state(ti.state) for ti in second.get_task_instances()}
+    assert states["train"] == "success" and states["register"] == "success" and states["gate"] == "failed"
+    assert _checkpoint_events(second.run_id)[0]["task_id"] == "task_1", (
+        "checkpoint Asset emitted despite the gate"
+    )
+    challenger = mlc.get_model_version_by_alias(settings.registered_model, "challenger")
+    assert challenger.tags["task_id"] == "task_1" and challenger.tags["gate"] == "failed"
+    assert mlc.get_model_version_by_alias(settings.registered_model, "champion").version == champion.version
+    assert tracking.learned_task_ids(settings) == ["task_0", "task_1"]
+
+    matrix = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path="acc_matrix.json")
+        ).read_text()
+    )
+    assert matrix["task_ids"] == ["task_0", "task_1"] and len(matrix["matrix"]) == 2
+
+    # The registered model loads as a models-from-code pyfunc and predicts probabilities on real rows.
+    from model.data import load_task_csv
+
+    data = load_task_csv(settings.data_dir / "task_0.csv")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.registered_model}@champion")
+    import pandas as pd
+
+    rows = (
+        pd.read_csv(settings.data_dir / "task_0.csv")
+        .query("split == 'test'")
+        .drop(columns=["label", "split"])
+    )
+    probs = pyfunc.predict(rows.astype("float64"))
+    assert probs.shape == (len(data.y_test), 10)
+    assert abs(float(probs.sum(axis=1).mean()) - 1.0) < 1e-4
+
+
+def test_retry_of_same_dag_run_does_not_train_twice(small_training):
+    from include.ops import training
+
+    settings = small_training
+    cfg = training.resolve_train_config({})
+    first = training.learn_one(settings, "task_0", cfg, "continual_training", "manual__retry-test")
+    ckpt = Path(first["checkpoint_path"])
+    mtime = ckpt.stat().st_mtime_ns
+    again = training.learn_one(settings, "task_0", cfg, "continual_training", "manual__retry-test")
+    assert again["mlflow_run_id"] == first["mlflow_run_id"]
+    assert ckpt.stat().st_mtime_ns == mtime, "the retry must not retrain the task"
+    with pytest.raises(training.TrainingRefused, match="already learned"):
+        training.plan_tasks(settings, "task_0", [])
+    assert training.plan_tasks(settings, None, []) == ["task_1"]
+    assert training.plan_tasks(settings, None, ["task_1", "task_0"]) == ["task_1"]
+    with pytest.raises(training.TrainingRefused, match="not in the manifest"):
+        training.plan_tasks(settings, "task_99", [])
+
+
+def test_bad_train_override_is_refused_by_name(small_training, monkeypatch):
+    from include.ops import training
+
+    monkeypatch.setenv("CT_TRAIN_OVERRIDES", json.dumps({"epochz": 3}))
+    with pytest.raises(ValueError, match="epochz"):
+        training.resolve_train_config({})
+    monkeypatch.setenv("CT_TRAIN_OVERRIDES", "{not json")
+    with pytest.raises(ValueError, match="CT_TRAIN_OVERRIDES"):
+        training.resolve_train_config({})

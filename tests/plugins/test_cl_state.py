@@ -1,0 +1,92 @@
+"""``include.ops.cl_state`` against a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+from include.ops import cl_state
+from tests.plugins.conftest import EXPERIMENT, MODEL
+from tests.plugins.mlflow_seed import MATRIX, TASK_IDS
+
+UI = "http://mlflow.example:5000"
+
+
+def test_empty_store_gives_empty_state(tracking_uri: str) -> None:
+    state = cl_state.continual_state(tracking_uri, EXPERIMENT, MODEL, ui_url=UI)
+    assert state["tasks_learned"] == 0
+    assert state["acc_matrix"] is None
+    assert state["retention"] == []
+    assert state["champion"] is None and state["challenger"] is None
+    assert set(state) == set(cl_state.empty_state(EXPERIMENT, MODEL, tracking_uri, 0.8))
+    json.dumps(state)
+
+
+def test_state_reads_latest_matrix_retention_and_aliases(seeded: dict[str, Any]) -> None:
+    state = cl_state.continual_state(seeded["tracking_uri"], EXPERIMENT, MODEL, ui_url=UI)
+    assert state["tasks_learned"] == 3
+    assert state["task_ids"] == TASK_IDS
+    assert state["acc_matrix"] == {"task_ids": TASK_IDS, "matrix": MATRIX}
+    latest = seeded["run_ids"][2]
+    assert state["latest_run"]["run_id"] == latest
+    assert state["latest_run"]["task_id"] == "task_2"
+    assert state["latest_run"]["url"] == f"{UI}/#/experiments/{seeded['experiment_id']}/runs/{latest}"
+    rows = {r["task_id"]: r for r in state["retention"]}
+    assert [r["task_id"] for r in state["retention"]] == TASK_IDS
+    assert rows["task_0"]["retention"] == pytest.approx(0.60 / 0.99)
+    assert rows["task_0"]["passed"] is False
+    assert rows["task_1"]["retention"] == pytest.approx(0.85 / 0.97)
+    assert rows["task_1"]["passed"] is True
+    assert state["below_threshold"] == ["task_0"]
+    expected_mean = (0.60 / 0.99 + 0.85 / 0.97 + 1.0) / 3
+    assert state["mean_retention"] == pytest.approx(expected_mean)
+
+    champ, chall = state["champion"], state["challenger"]
+    assert champ["version"] == seeded["versions"][1]
+    assert champ["run_id"] == seeded["run_ids"][1]
+    assert champ["task_id"] == "task_1"
+    assert champ["run_url"] == f"{UI}/#/experiments/{seeded['experiment_id']}/runs/{seeded['run_ids'][1]}"
+    assert champ["version_url"] == f"{UI}/#/models/{MODEL}/versions/{seeded['versions'][1]}"
+    assert chall["version"] == seeded["versions"][2]
+    assert chall["run_id"] == latest
+    json.dumps(state)
+
+
+def test_threshold_is_a_parameter(seeded: dict[str, Any]) -> None:
+    state = cl_state.continual_state(seeded["tracking_uri"], EXPERIMENT, MODEL, ui_url=UI, threshold=0.5)
+    assert state["retention_threshold"] == 0.5
+    assert state["below_threshold"] == []
+    assert all(r["passed"] for r in state["retention"])
+
+
+def test_missing_matrix_artifact_and_unset_aliases(tracking_uri: str) -> None:
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.create_experiment(EXPERIMENT)
+    run = client.create_run(exp, tags={"ct.task_id": "task_0", "ct.status": "learned"})
+    client.log_metric(run.info.run_id, "retention.task_0", float("nan"))
+    client.create_run(exp, tags={"ct.task_id": "task_1"})  # started, never learned: not counted
+    state = cl_state.continual_state(tracking_uri, EXPERIMENT, MODEL, ui_url=UI)
+    assert state["tasks_learned"] == 1
+    assert state["acc_matrix"] is None
+    assert state["retention"] == [{"task_id": "task_0", "retention": None, "passed": None}]
+    assert state["champion"] is None
+    json.dumps(state)
+
+
+def test_history_lists_runs_with_versions_and_aliases(seeded: dict[str, Any]) -> None:
+    rows = cl_state.learning_history(seeded["tracking_uri"], EXPERIMENT, MODEL, ui_url=UI)
+    assert [r["task_id"] for r in rows] == TASK_IDS
+    assert [r["version"] for r in rows] == seeded["versions"]
+    assert [r["aliases"] for r in rows] == [[], ["champion"], ["challenger"]]
+    assert rows[0]["new_task_acc"] == pytest.approx(0.99)
+    assert rows[2]["avg_acc"] == pytest.approx((0.60 + 0.85 + 0.98) / 3)
+
+
+def test_ui_url_comes_from_env(monkeypatch: pytest.MonkeyPatch, seeded: dict[str, Any]) -> None:
+    monkeypatch.setenv("CT_MLFLOW_UI_URL", "http://mlflow.internal:5500/")
+    state = cl_state.continual_state(seeded["tracking_uri"], EXPERIMENT, MODEL)
+    assert state["mlflow_ui_url"] == "http://mlflow.internal:5500"
+    assert state["latest_run"]["url"].startswith("http://mlflow.internal:5500/#/experiments/")
