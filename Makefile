@@ -53,11 +53,11 @@ lint: venv ## ruff check + format check
 test: venv system-deps lint ## set up and run the whole test suite
 	@$(VENV)/bin/pytest
 
-bench: venv ## benchmarks that print numbers and write bench/results/*.json
+BENCHES := bench_continual bench_train_throughput bench_dag_parse bench_validation bench_backup bench_serving
+
+bench: venv ## benchmarks that print numbers and write bench/results/*.json (quality and speed targets)
 	@mkdir -p bench/results
-	@$(PY) -m bench.bench_continual
-	@$(PY) -m bench.bench_train_throughput
-	@$(PY) -m bench.bench_dag_parse
+	@set -e; for b in $(BENCHES); do echo "==> $$b"; $(PY) -m bench.$$b; done
 
 clean-state: ## remove the local embedded state (var/): Airflow DB, MLflow store, checkpoints
 	rm -rf var

@@ -15,8 +15,11 @@ def test_constraints_has_no_local_cpu_label():
 
 
 def test_requirements_are_pinned_and_in_constraints():
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
     constraints = {
-        line.split("==")[0].lower(): line.split("==")[1]
+        norm(line.split("==")[0]): line.split("==")[1]
         for line in (ROOT / "constraints.txt").read_text().splitlines()
         if "==" in line
     }
@@ -24,7 +27,7 @@ def test_requirements_are_pinned_and_in_constraints():
         line = line.split("#")[0].strip()
         if not line:
             continue
-        name = re.split(r"[<>=\[]", line)[0].lower()
+        name = norm(re.split(r"[<>=\[]", line)[0])
         assert name in constraints, f"{name} is in requirements.txt but not frozen in constraints.txt"
         assert re.search(r"(==|<)", line), f"{line!r} is not pinned"
 
@@ -41,3 +44,10 @@ def test_airflow_home_is_inside_the_project_and_ignored():
     assert "export AIRFLOW_HOME ?= $(CURDIR)/var/airflow" in makefile
     assert "AIRFLOW__CORE__LOAD_EXAMPLES := False" in makefile
     assert "var/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_second_venv_run_installs_nothing():
+    import subprocess
+
+    out = subprocess.run(["make", "-s", "venv"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "up to date" in out and "building" not in out, out

@@ -279,6 +279,18 @@ def _match_checkpoint(ckpts: dict[str, FileEntry], path: str | None, sha256: str
     return None
 
 
+def _unmatched(entries: list[FileEntry], registry: dict[str, Any]) -> list[str]:
+    """Checkpoints that no MLflow run claims (``ct.checkpoint_sha256``): state ahead of MLflow, e.g. mid-training."""
+    if not registry.get("run_ids"):
+        return []
+    claimed = set(registry.get("checkpoint_runs", {}))
+    out = [e.path for e in entries if e.path.startswith("state/checkpoints/") and e.path.endswith(".pt")]
+    out = [p for p in out if next(e for e in entries if e.path == p).sha256 not in claimed]
+    if out:
+        log.warning("checkpoints without an MLflow run in this backup (training in flight?): %s", out)
+    return out
+
+
 def _evaluation(root: Path, references: dict[str, Any], data_present: bool) -> dict[str, Any]:
     """Per-task test accuracies of the champion (else the newest checkpoint), read from the backup's own copy."""
     refs = references.get("checkpoints", [])
@@ -337,19 +349,20 @@ def snapshot_backup(
         copier = _Copier(root, progress)
         state_files = _walk_files(settings.state_dir)
         before = _fingerprint(state_files)
-        registry = mlflow_store.registry_snapshot(settings)
+        scrubbed: dict[str, int] = {}
         if kind == "sqlite" and mlflow_store.sqlite_path(uri).is_file():
-            mlflow_store.dump_sqlite(mlflow_store.sqlite_path(uri), root / mlflow_store.SQLITE_DUMP)
+            scrubbed = mlflow_store.dump_sqlite(mlflow_store.sqlite_path(uri), root / mlflow_store.SQLITE_DUMP)
+            registry = mlflow_store.registry_from_sqlite(root / mlflow_store.SQLITE_DUMP, settings)
             copier.add_existing(mlflow_store.SQLITE_DUMP)
         elif kind == "postgresql":
+            registry = mlflow_store.registry_snapshot(settings)
             mlflow_store.dump_postgres(uri, root / mlflow_store.PG_DUMP)
             copier.add_existing(mlflow_store.PG_DUMP)
+        else:
+            registry = {"backend": kind, "aliases": {}, "run_ids": [], "checkpoint_runs": {}, "versions": {}}
+            registry["note"] = "no MLflow store backed up (no SQLite file, or a backend this tool cannot dump)"
         copier.copy_many("backup state", "state", state_files)
-        after = _fingerprint(_walk_files(settings.state_dir))
-        aliases_after = (
-            mlflow_store.aliases_of(uri, settings.registered_model) if registry.get("run_ids") else {}
-        )
-        if before == after and aliases_after == registry["aliases"]:
+        if _fingerprint(_walk_files(settings.state_dir)) == before:
             break
         log.warning("live state changed during backup %s (training running?): attempt %d", backup_id, attempt)
     else:
@@ -379,7 +392,13 @@ def snapshot_backup(
             "task_manifest": str(task_manifest),
             "snapshot_seconds": round(time.monotonic() - started, 3),
         },
-        mlflow={**registry, "backend": kind, "artifacts": mlflow_store.ARTIFACTS},
+        mlflow={
+            **registry,
+            "backend": kind,
+            "artifacts": mlflow_store.ARTIFACTS,
+            "scrubbed_secret_rows": scrubbed,
+            "checkpoints_without_run": _unmatched(copier.entries, registry),
+        },
         references=references,
         evaluation=evaluation,
         config={

@@ -12,7 +12,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -96,8 +95,12 @@ def _run_pg(args: list[str], env: dict[str, str], what: str) -> None:
         raise BackupError(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
 
 
-def dump_sqlite(src: Path, dst: Path) -> None:
-    """Consistent copy of a live SQLite database through the online backup API; integrity-checked, fsynced."""
+def dump_sqlite(src: Path, dst: Path) -> dict[str, int]:
+    """Consistent copy of a live SQLite store (online backup API) with secrets scrubbed; integrity-checked, fsynced.
+
+    MLflow keeps gateway secrets (``secrets``) and webhook signing secrets in its store; they are deleted from
+    the copy and the file is vacuumed, so no secret byte reaches a backup. Returns the scrubbed row counts.
+    """
     if not src.is_file():
         raise BackupError(f"MLflow SQLite store {src} does not exist")
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +109,7 @@ def dump_sqlite(src: Path, dst: Path) -> None:
     target = sqlite3.connect(dst)
     try:
         source.backup(target)
+        scrubbed = _scrub_secrets(target)
         check = target.execute("PRAGMA integrity_check").fetchone()[0]
         if check != "ok":
             raise BackupError(f"SQLite backup of {src} failed its integrity check: {check}")
@@ -114,6 +118,59 @@ def dump_sqlite(src: Path, dst: Path) -> None:
         source.close()
     with open(dst, "rb") as f:
         os.fsync(f.fileno())
+    return scrubbed
+
+
+def _tables(conn: sqlite3.Connection, schema: str = "main") -> set[str]:
+    return {row[0] for row in conn.execute(f"SELECT name FROM {schema}.sqlite_master WHERE type='table'")}  # noqa: S608
+
+
+def _columns(conn: sqlite3.Connection, table: str, schema: str = "main") -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA {schema}.table_info({table})")]
+
+
+def _scrub_secrets(conn: sqlite3.Connection) -> dict[str, int]:
+    """Delete MLflow's stored secrets from a copy of the store and vacuum the freed pages away."""
+    tables = _tables(conn)
+    out = {}
+    conn.execute("PRAGMA secure_delete = ON")
+    if "secrets" in tables:
+        out["secrets"] = conn.execute("DELETE FROM secrets").rowcount
+    if "webhooks" in tables and "secret" in _columns(conn, "webhooks"):
+        out["webhooks.secret"] = conn.execute("UPDATE webhooks SET secret = NULL WHERE secret IS NOT NULL").rowcount
+    conn.commit()
+    conn.execute("VACUUM")
+    return out
+
+
+def carry_live_secrets(staged: Path, live: Path) -> dict[str, int]:
+    """Copy the live store's secrets into a staged (restored) store: a restore never drops a live secret."""
+    if not live.is_file():
+        return {}
+    conn = sqlite3.connect(staged)
+    out = {}
+    try:
+        conn.execute("ATTACH DATABASE ? AS live", (f"file:{live}?mode=ro",))
+        staged_tables, live_tables = _tables(conn), _tables(conn, "live")
+        if "secrets" in staged_tables and "secrets" in live_tables:
+            cols = [c for c in _columns(conn, "secrets", "live") if c in set(_columns(conn, "secrets"))]
+            names = ", ".join(f'"{c}"' for c in cols)
+            cur = conn.execute(f"INSERT OR REPLACE INTO main.secrets ({names}) SELECT {names} FROM live.secrets")  # noqa: S608
+            out["secrets"] = cur.rowcount
+        if {"webhooks"} <= staged_tables & live_tables and "secret" in _columns(conn, "webhooks", "live"):
+            cur = conn.execute(
+                "UPDATE main.webhooks SET secret = (SELECT l.secret FROM live.webhooks l "
+                "WHERE l.webhook_id = main.webhooks.webhook_id) "
+                "WHERE webhook_id IN (SELECT webhook_id FROM live.webhooks WHERE secret IS NOT NULL)"
+            )
+            out["webhooks.secret"] = cur.rowcount
+        conn.commit()
+        conn.execute("DETACH DATABASE live")
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(f"could not carry live MLflow secrets from {live} into {staged}: {exc}") from exc
+    finally:
+        conn.close()
+    return out
 
 
 def dump_postgres(uri: str, dst: Path) -> None:
@@ -171,11 +228,9 @@ def install_sqlite(staged: Path, live: Path, keep_previous: Path | None) -> None
     fsync_dir(live.parent)
 
 
-def registry_snapshot(settings: Settings, tracking_uri: str | None = None) -> dict[str, Any]:
-    """Runs, registered versions (tags) and aliases of the project's model, read through MlflowClient."""
-    uri = tracking_uri or settings.mlflow_tracking_uri
-    snapshot: dict[str, Any] = {
-        "backend": backend_kind(uri),
+def _empty_registry(settings: Settings, backend: str) -> dict[str, Any]:
+    return {
+        "backend": backend,
         "registered_model": settings.registered_model,
         "experiment": settings.mlflow_experiment,
         "run_ids": [],
@@ -183,9 +238,88 @@ def registry_snapshot(settings: Settings, tracking_uri: str | None = None) -> di
         "versions": {},
         "aliases": {},
     }
-    if snapshot["backend"] == "sqlite" and not sqlite_path(uri).is_file():
-        snapshot["note"] = "no MLflow store yet"
-        return snapshot
+
+
+def registry_from_sqlite(db: Path, settings: Settings) -> dict[str, Any]:
+    """Runs, model versions (tags) and aliases read with plain SQL from a SQLite store (e.g. a backup's copy).
+
+    Reading the dumped file keeps the manifest consistent with the dump, and plain SQL needs no MLflow import
+    and cannot be fooled by a cached connection to a file that a restore has replaced.
+    """
+    snapshot = _empty_registry(settings, "sqlite")
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        tables = _tables(conn)
+        if not {"experiments", "runs", "tags"} <= tables:
+            snapshot["note"] = "MLflow store has no tracking tables"
+            return snapshot
+        exp = conn.execute("SELECT experiment_id FROM experiments WHERE name = ?", (settings.mlflow_experiment,)).fetchone()
+        if exp is not None:
+            rows = conn.execute("SELECT run_uuid FROM runs WHERE experiment_id = ? ORDER BY start_time", (exp[0],))
+            snapshot["run_ids"] = [r[0] for r in rows]
+            rows = conn.execute(
+                "SELECT t.value, t.run_uuid FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
+                "WHERE r.experiment_id = ? AND t.key = 'ct.checkpoint_sha256'",
+                (exp[0],),
+            )
+            for sha, run_id in rows:
+                snapshot["checkpoint_runs"].setdefault(sha, []).append(run_id)
+        if {"model_versions", "model_version_tags", "registered_model_aliases"} <= tables:
+            name = settings.registered_model
+            for version, run_id in conn.execute("SELECT version, run_id FROM model_versions WHERE name = ?", (name,)):
+                snapshot["versions"][str(version)] = {"run_id": run_id, "tags": {}, "aliases": []}
+            rows = conn.execute(
+                "SELECT version, key, value FROM model_version_tags WHERE name = ? "
+                "AND key IN ('checkpoint_path', 'checkpoint_sha256', 'task_id')",
+                (name,),
+            )
+            for version, key, value in rows:
+                snapshot["versions"].setdefault(str(version), {"run_id": None, "tags": {}, "aliases": []})
+                snapshot["versions"][str(version)]["tags"][key] = value
+            snapshot["aliases"] = aliases_from_sqlite(conn, name)
+            for alias, info in snapshot["aliases"].items():
+                snapshot["versions"].get(info["version"], {}).setdefault("aliases", []).append(alias)
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(f"MLflow SQLite store {db} is unreadable: {exc}") from exc
+    finally:
+        conn.close()
+    return snapshot
+
+
+def aliases_from_sqlite(db: Path | sqlite3.Connection, registered_model: str) -> dict[str, dict[str, Any]]:
+    """``{alias: {version, checkpoint_path, checkpoint_sha256}}`` for champion/challenger of a SQLite store."""
+    conn = db if isinstance(db, sqlite3.Connection) else sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        if "registered_model_aliases" not in _tables(conn):
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        rows = conn.execute(
+            "SELECT alias, version FROM registered_model_aliases WHERE name = ? AND alias IN (?, ?)",
+            (registered_model, *ALIASES),
+        ).fetchall()
+        for alias, version in sorted(rows):
+            tags = dict(
+                conn.execute(
+                    "SELECT key, value FROM model_version_tags WHERE name = ? AND version = ? "
+                    "AND key IN ('checkpoint_path', 'checkpoint_sha256')",
+                    (registered_model, version),
+                ).fetchall()
+            )
+            out[alias] = {
+                "version": str(version),
+                "checkpoint_path": tags.get("checkpoint_path"),
+                "checkpoint_sha256": tags.get("checkpoint_sha256"),
+            }
+        return out
+    finally:
+        if not isinstance(db, sqlite3.Connection):
+            conn.close()
+
+
+def registry_snapshot(settings: Settings, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Runs, registered versions (tags) and aliases through MlflowClient (PostgreSQL and other servers)."""
+    uri = tracking_uri or settings.mlflow_tracking_uri
+    snapshot = _empty_registry(settings, backend_kind(uri))
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -207,43 +341,30 @@ def registry_snapshot(settings: Settings, tracking_uri: str | None = None) -> di
         versions = client.search_model_versions(f"name = '{settings.registered_model}'")
     except MlflowException:
         versions = []
+    keep = ("checkpoint_path", "checkpoint_sha256", "task_id")
     for mv in versions:
         snapshot["versions"][str(mv.version)] = {
             "run_id": mv.run_id,
-            "tags": {
-                k: v
-                for k, v in (mv.tags or {}).items()
-                if k in ("checkpoint_path", "checkpoint_sha256", "task_id")
-            },
+            "tags": {k: v for k, v in (mv.tags or {}).items() if k in keep},
             "aliases": list(getattr(mv, "aliases", []) or []),
         }
-    snapshot["aliases"] = aliases_of(uri, settings.registered_model)
-    return snapshot
-
-
-def aliases_of(tracking_uri: str, registered_model: str) -> dict[str, dict[str, Any]]:
-    """``{alias: {version, checkpoint_path, checkpoint_sha256}}`` for champion/challenger (missing ones left out)."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    out: dict[str, dict[str, Any]] = {}
     for alias in ALIASES:
         try:
-            mv = client.get_model_version_by_alias(registered_model, alias)
+            mv = client.get_model_version_by_alias(settings.registered_model, alias)
         except MlflowException:
             continue
-        out[alias] = {
+        snapshot["aliases"][alias] = {
             "version": str(mv.version),
             "checkpoint_path": (mv.tags or {}).get("checkpoint_path"),
             "checkpoint_sha256": (mv.tags or {}).get("checkpoint_sha256"),
         }
-    return out
+    return snapshot
 
 
-def scratch_copy(db: Path) -> Path:
-    """A throwaway copy of a SQLite store, so reading it with MLflow can never modify a backup."""
-    fd, tmp = tempfile.mkstemp(prefix="mlflow-read-", suffix=".db")
-    os.close(fd)
-    shutil.copyfile(db, tmp)
-    return Path(tmp)
+def live_aliases(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Aliases of the live MLflow store (SQLite read directly; other backends through MlflowClient)."""
+    uri = settings.mlflow_tracking_uri
+    if backend_kind(uri) == "sqlite":
+        db = sqlite_path(uri)
+        return aliases_from_sqlite(db, settings.registered_model) if db.is_file() else {}
+    return registry_snapshot(settings)["aliases"]

@@ -1,0 +1,220 @@
+"""The landing zone: a local folder by default, an S3 prefix when the ``s3`` Airflow connection exists.
+
+New task batches arrive as CSV files beside the task ``manifest.json``. Uploaders must land files atomically
+(write a dot-file or ``*.tmp``, then rename; an S3 PUT is atomic): names starting with ``.`` and ending in
+``.tmp``/``.part`` are ignored. Local files are read in place; S3 objects are downloaded to a staging folder.
+A rejected local file is moved into the quarantine; a rejected S3 object is moved (verified copy, then
+delete) to the quarantine prefix. Passing files stay where they landed and are skipped by checksum later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from include.ops.settings import Settings, get_settings
+from include.ops.validation.config import MANIFEST_NAME, ValidationConfig, get_validation_config
+from include.ops.validation.fsutil import atomic_copy, sha256_file
+from include.ops.validation.store import safe_name
+
+log = logging.getLogger(__name__)
+IGNORED_SUFFIXES = (".tmp", ".part")
+
+
+class LandingError(RuntimeError):
+    """The landing zone cannot be read (no manifest, unreachable bucket); names the zone."""
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """One file in the landing zone: name as landed, where it is, size, content checksum (when known)."""
+
+    name: str
+    location: str  # absolute local path, or s3://bucket/key
+    size: int
+    checksum: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """XCom-friendly form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LandedFile:
+        """Inverse of ``to_dict``."""
+        return cls(str(data["name"]), str(data["location"]), int(data["size"]), data.get("checksum"))
+
+
+def _ignored(name: str) -> bool:
+    return name == MANIFEST_NAME or name.startswith(".") or name.endswith(IGNORED_SUFFIXES)
+
+
+class LocalLanding:
+    """A landing folder on local disk (``settings.landing_dir``)."""
+
+    kind = "local"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def describe(self) -> str:
+        """Where the zone is, for messages."""
+        return str(self.folder)
+
+    def manifest_path(self, staging_dir: Path) -> Path | None:
+        """The zone's ``manifest.json``, or None if it has none."""
+        path = self.folder / MANIFEST_NAME
+        return path if path.is_file() else None
+
+    def list_files(self) -> list[LandedFile]:
+        """Candidate batches, sorted by name; sub-folders are ignored."""
+        if not self.folder.is_dir():
+            return []
+        items = []
+        for path in sorted(self.folder.iterdir()):
+            if _ignored(path.name) or not path.is_file() or path.is_symlink():
+                continue
+            items.append(LandedFile(path.name, str(path.resolve()), path.stat().st_size))
+        return items
+
+    def fetch(self, item: LandedFile, staging_dir: Path) -> tuple[Path, bool]:
+        """Local path of the bytes and whether it is a staged copy (never, here)."""
+        return Path(item.location), False
+
+    def quarantine_source(self, item: LandedFile, folder_name: str) -> str | None:
+        """Nothing to do: the local file itself was moved into the quarantine."""
+        return None
+
+
+class S3Landing:
+    """A landing prefix in S3 read through the amazon provider's S3Hook."""
+
+    kind = "s3"
+
+    def __init__(self, conn_id: str, landing_uri: str, quarantine_uri: str) -> None:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        self.hook = S3Hook(aws_conn_id=conn_id)
+        self.bucket, prefix = S3Hook.parse_s3_url(landing_uri)
+        self.prefix = prefix.rstrip("/") + "/" if prefix else ""
+        self.q_bucket, q_prefix = S3Hook.parse_s3_url(quarantine_uri)
+        self.q_prefix = q_prefix.rstrip("/") + "/" if q_prefix else ""
+        if self.q_bucket == self.bucket and self.q_prefix.startswith(self.prefix):
+            raise LandingError(f"quarantine {quarantine_uri} must not lie inside the landing prefix {landing_uri}")
+
+    def describe(self) -> str:
+        """Where the zone is, for messages."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def _download(self, key: str, dst: Path) -> Path:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                self.hook.get_key(key, self.bucket).download_fileobj(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, dst)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return dst
+
+    def manifest_path(self, staging_dir: Path) -> Path | None:
+        """Download the zone's ``manifest.json`` into ``staging_dir``; None if the prefix has none."""
+        key = self.prefix + MANIFEST_NAME
+        if not self.hook.check_for_key(key, self.bucket):
+            return None
+        return self._download(key, Path(staging_dir) / MANIFEST_NAME)
+
+    def list_files(self) -> list[LandedFile]:
+        """Candidate objects under the prefix (names relative to it; nested keys kept, pre-checks reject them)."""
+        items = []
+        for meta in self.hook.iter_file_metadata(prefix=self.prefix, bucket_name=self.bucket):
+            key = meta["Key"]
+            name = key[len(self.prefix) :]
+            if not name or key.endswith("/") or ("/" not in name and _ignored(name)):
+                continue
+            items.append(LandedFile(name, f"s3://{self.bucket}/{key}", int(meta.get("Size", 0))))
+        return sorted(items, key=lambda i: i.name)
+
+    def fetch(self, item: LandedFile, staging_dir: Path) -> tuple[Path, bool]:
+        """Download the object to a staging file (named by a hash of its key); returns (path, staged=True)."""
+        key = item.location.split("/", 3)[3]
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return self._download(key, Path(staging_dir) / f"{digest}-{safe_name(item.name)}"), True
+
+    def quarantine_source(self, item: LandedFile, folder_name: str) -> str:
+        """Move the rejected object to ``<quarantine prefix><folder_name>/<safe name>``; return its URI."""
+        key = item.location.split("/", 3)[3]
+        dest = f"{self.q_prefix}{folder_name}/{safe_name(item.name)}"
+        source_head = self.hook.head_object(key, self.bucket) or {}
+        self.hook.copy_object(
+            source_bucket_key=key, dest_bucket_key=dest, source_bucket_name=self.bucket, dest_bucket_name=self.q_bucket
+        )
+        copied = self.hook.head_object(dest, self.q_bucket) or {}
+        same = copied.get("ContentLength") == source_head.get("ContentLength") and copied.get("ETag") == source_head.get(
+            "ETag"
+        )
+        if not same:
+            raise LandingError(f"copy of s3://{self.bucket}/{key} to s3://{self.q_bucket}/{dest} differs; source kept")
+        self.hook.delete_objects(self.bucket, [key])
+        return f"s3://{self.q_bucket}/{dest}"
+
+
+def s3_configured(conn_id: str) -> bool:
+    """True when the Airflow connection ``conn_id`` exists (env ``AIRFLOW_CONN_<ID>`` or the metadata DB)."""
+    if os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"):
+        return True
+    try:
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:
+        return False
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    except Exception as exc:  # no metadata DB reachable: treat as not configured, say so
+        log.info("connection %r not looked up (%s): using the local landing zone", conn_id, exc)
+        return False
+    return True
+
+
+def get_landing(settings: Settings | None = None, config: ValidationConfig | None = None) -> LocalLanding | S3Landing:
+    """The S3 landing zone when the ``s3`` connection is configured, else the local ``settings.landing_dir``."""
+    settings = settings or get_settings()
+    config = config or get_validation_config()
+    if s3_configured(config.s3_conn_id):
+        return S3Landing(config.s3_conn_id, config.s3_landing_uri, config.s3_quarantine_uri)
+    return LocalLanding(settings.landing_dir)
+
+
+def land_task_stream(manifest_path: Path, landing_dir: Path) -> list[Path]:
+    """Copy a task stream (manifest first, then each task file) into ``landing_dir`` atomically; return the CSVs.
+
+    Files already landed with identical bytes are left untouched, so re-landing is idempotent.
+    """
+    from model.data import load_manifest
+
+    manifest_path, landing_dir = Path(manifest_path), Path(landing_dir)
+    manifest = load_manifest(manifest_path)
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    pairs = [(manifest_path, landing_dir / MANIFEST_NAME)]
+    for spec in manifest.tasks:
+        src = manifest_path.parent / spec.file
+        if Path(spec.file).name != spec.file or not src.is_file():
+            raise FileNotFoundError(f"task file {spec.file!r} of manifest {manifest_path} is missing or not a plain name")
+        pairs.append((src, landing_dir / spec.file))
+    landed = []
+    for src, dst in pairs:
+        if not (dst.exists() and dst.stat().st_size == src.stat().st_size and sha256_file(dst) == sha256_file(src)):
+            atomic_copy(src, dst)
+        if dst.name != MANIFEST_NAME:
+            landed.append(dst)
+    return landed
+
