@@ -102,7 +102,10 @@ def train_task(
     table = ctx.label_mask_table(device)
     model.train()
     strategy.before_task(model, ctx, x, y)
-    phases = [_Phase("train", x, y, cfg.epochs, cfg.lr, use_hooks=True)]
+    import os
+    lr = cfg.lr * (float(os.environ.get("EXP_LATER_LR", "1")) if ctx.task_index > 0 else 1.0)
+    ep = cfg.epochs * (int(os.environ.get("EXP_FIRST_EP", "1")) if ctx.task_index == 0 else 1)
+    phases = [_Phase("train", x, y, ep, lr, use_hooks=True)]
     epoch_losses = _run_phase(forward, model, optimizer, strategy, phases[0], table, ctx, cfg, device, on_epoch_end)
     strategy.after_task(model, ctx, x, y)
     balanced = strategy.finetune_set(ctx)

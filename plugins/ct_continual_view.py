@@ -36,17 +36,19 @@ _VIRIDIS = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231
 
 
 def _load_state() -> dict[str, Any]:
-    from include.ops.cl_state import state_from_settings
+    from include.ops.cl_state import fail_fast_http, state_from_settings
 
-    return state_from_settings()
+    with fail_fast_http():  # a page must not hang for MLflow's minutes of HTTP retries
+        return state_from_settings()
 
 
 def _load_history() -> list[dict[str, Any]]:
-    from include.ops.cl_state import learning_history
+    from include.ops.cl_state import fail_fast_http, learning_history
     from include.ops.settings import get_settings
 
     s = get_settings()
-    return learning_history(s.mlflow_tracking_uri, s.mlflow_experiment, s.registered_model)
+    with fail_fast_http():
+        return learning_history(s.mlflow_tracking_uri, s.mlflow_experiment, s.registered_model)
 
 
 async def require_airflow_user(request: Request) -> Any:

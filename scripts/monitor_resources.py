@@ -28,12 +28,16 @@ from include.ops.settings import get_settings  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--pid", type=int, action="append", default=[], help="process to watch (repeatable)")
     target.add_argument("--match", help="watch processes whose command line contains this text")
     parser.add_argument("--samples", type=int, default=1)
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds per sample (CPU is averaged over it)")
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="seconds per sample (CPU is averaged over it)"
+    )
     parser.add_argument("--py-spy", choices=("none", "dump", "record", "top"), default="dump")
     parser.add_argument("--duration", type=int, default=5, help="seconds of py-spy record")
     args = parser.parse_args(argv)
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if not pids:
             parser.error("--py-spy top needs --pid or --match")
         exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        os.execv(exe, [exe, "top", "--pid", str(pids[0])])
+        os.execv(exe, [exe, "top", "--pid", str(pids[0])])  # noqa: S606 - hand the terminal to py-spy
 
     settings = get_settings()
     disks = [settings.var_dir, settings.state_dir, settings.log_dir, settings.backup_dir]
@@ -83,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             code, output = py_spy(pid, args.py_spy, args.duration, flame)
             if target_file is not None:
                 target_file.with_suffix(".txt").write_text(output + "\n")
-            spy[str(pid)] = {"exit_code": code, "file": str(target_file.with_suffix(".txt") if target_file else flame)}
+            spy[str(pid)] = {
+                "exit_code": code,
+                "file": str(target_file.with_suffix(".txt") if target_file else flame),
+            }
             print(f"py-spy {args.py_spy} pid {pid}: exit {code}")
             print(output if args.py_spy == "dump" else f"    flame graph: {flame}")
             failed = failed or code != 0

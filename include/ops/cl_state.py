@@ -11,6 +11,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -39,6 +40,27 @@ def run_link(ui_url: str, experiment_id: str, run_id: str) -> str:
 def model_version_link(ui_url: str, model_name: str, version: str) -> str:
     """MLflow UI address of a registered model version."""
     return f"{ui_url.rstrip('/')}/#/models/{quote(model_name, safe='')}/versions/{version}"
+
+
+@contextlib.contextmanager
+def fail_fast_http(max_retries: int = 1, timeout_s: int = 10) -> Iterator[None]:
+    """Within the block, MLflow's HTTP client gives up quickly (its default retries last minutes).
+
+    Only variables the caller has not set are touched, and they are removed again on exit.
+    """
+    added = []
+    for name, value in (
+        ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", max_retries),
+        ("MLFLOW_HTTP_REQUEST_TIMEOUT", timeout_s),
+    ):
+        if name not in os.environ:
+            os.environ[name] = str(value)
+            added.append(name)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def _finite(value: Any) -> float | None:

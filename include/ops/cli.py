@@ -232,43 +232,46 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
     out = stdout or sys.stdout
     args = build_parser().parse_args(argv)
     settings = _settings(args)
-    env_thr = cl_state._finite(os.environ.get("CT_RETENTION_THRESHOLD"))
     try:
-        if args.command == "status":
-            threshold = (
-                args.threshold if args.threshold is not None else (env_thr or cl_state.RETENTION_THRESHOLD)
-            )
-            state = cl_state.continual_state(
-                settings.mlflow_tracking_uri,
-                settings.mlflow_experiment,
-                settings.registered_model,
-                threshold=threshold,
-            )
-            if args.json:
-                out.write(json.dumps(state, indent=2) + "\n")
-            else:
-                out.write(format_status(state, Palette(use_colour(args.color, out))))
-            mean = state["mean_retention"]
-            below = bool(state["below_threshold"]) or (mean is not None and mean < threshold)
-            return 1 if args.check and below else 0
-        if args.command == "history":
-            rows = cl_state.learning_history(
-                settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.registered_model
-            )
-            if args.limit:
-                rows = rows[-args.limit :]
-            if args.json:
-                out.write(json.dumps(rows, indent=2) + "\n")
-            else:
-                threshold = env_thr or cl_state.RETENTION_THRESHOLD
-                out.write(format_history(rows, Palette(use_colour(args.color, out)), threshold))
-            return 0
-        target = args.out or settings.reports_dir / "continual_state"
-        out.write(f"exported to {export(target, settings, quiet=args.quiet)}\n")
-        return 0
+        with cl_state.fail_fast_http():  # an operator wants a fast, clear failure, not minutes of retries
+            return _run(args, settings, out)
     except Exception as exc:  # one readable line for operators instead of a traceback
         print(f"error: {args.command}: {exc} (MLflow {settings.mlflow_tracking_uri})", file=sys.stderr)
         return 2
+
+
+def _threshold(explicit: float | None = None) -> float:
+    """The retention threshold: ``--threshold``, else env ``CT_RETENTION_THRESHOLD``, else 0.8."""
+    if explicit is not None:
+        return explicit
+    return cl_state._finite(os.environ.get("CT_RETENTION_THRESHOLD")) or cl_state.RETENTION_THRESHOLD
+
+
+def _run(args: argparse.Namespace, settings: Any, out: IO[str]) -> int:
+    """Dispatch one parsed subcommand; returns its exit code."""
+    uri, exp, model = settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.registered_model
+    if args.command == "status":
+        threshold = _threshold(args.threshold)
+        state = cl_state.continual_state(uri, exp, model, threshold=threshold)
+        if args.json:
+            out.write(json.dumps(state, indent=2) + "\n")
+        else:
+            out.write(format_status(state, Palette(use_colour(args.color, out))))
+        mean = state["mean_retention"]
+        below = bool(state["below_threshold"]) or (mean is not None and mean < threshold)
+        return 1 if args.check and below else 0
+    if args.command == "history":
+        rows = cl_state.learning_history(uri, exp, model)
+        if args.limit:
+            rows = rows[-args.limit :]
+        if args.json:
+            out.write(json.dumps(rows, indent=2) + "\n")
+        else:
+            out.write(format_history(rows, Palette(use_colour(args.color, out)), _threshold()))
+        return 0
+    target = args.out or settings.reports_dir / "continual_state"
+    out.write(f"exported to {export(target, settings, quiet=args.quiet)}\n")
+    return 0
 
 
 if __name__ == "__main__":

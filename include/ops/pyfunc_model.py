@@ -25,14 +25,16 @@ class ContinualTransformerPyfunc(mlflow.pyfunc.PythonModel):
         """Return class probabilities restricted to the classes learned so far."""
         import numpy as np
         import pandas as pd
-        from model.inference import predict_proba
+        from model.inference import pixels_to_input, predict_proba
 
         if isinstance(model_input, pd.DataFrame):
             cols = [f"f{i}" for i in range(64)]
             array = model_input[cols].to_numpy(dtype=np.float32)
         else:
             array = np.asarray(model_input, dtype=np.float32)
-        probs = predict_proba(self.model, array, allowed_classes=self.meta.get("classes_seen"))
+        probs = predict_proba(
+            self.model, pixels_to_input(array), allowed_classes=self.meta.get("classes_seen")
+        )
         return probs.detach().cpu().numpy()
 
 

@@ -181,6 +181,7 @@ def log_result(run_id: str, result: dict[str, Any], workdir: Path) -> None:
         str(accuracy_heatmap(task_ids, result["acc_matrix"], workdir / "acc_matrix.png")), run_id=run_id
     )
     mlflow.log_artifact(result["checkpoint_path"], artifact_path="checkpoint", run_id=run_id)
+    mlflow.log_artifact(result["checkpoint_path"] + ".sha256", artifact_path="checkpoint", run_id=run_id)
 
 
 def flat_params(model_config: dict[str, Any], train_config: dict[str, Any]) -> dict[str, str]:
@@ -207,7 +208,10 @@ def register_version(settings: Settings, run_id: str, result: dict[str, Any]) ->
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
-            artifacts={"checkpoint": result["checkpoint_path"]},
+            artifacts={
+                "checkpoint": result["checkpoint_path"],
+                "checkpoint_sha256": result["checkpoint_path"] + ".sha256",
+            },
             code_paths=[str(PROJECT_ROOT / "model")],
             signature=signature,
             pip_requirements=["torch==2.13.0", "numpy", "pandas", "mlflow==3.17.2"],

@@ -67,6 +67,17 @@ def _float(value: Any) -> float | None:
     return out if np.isfinite(out) else None
 
 
+def _retention(values: Any, task_ids: list[str]) -> dict[str, float]:
+    """Retention per task from checkpoint metadata: a dict, or a list parallel to the learned tasks."""
+    if isinstance(values, dict):
+        pairs = values.items()
+    elif isinstance(values, list | tuple) and len(values) == len(task_ids):
+        pairs = zip(task_ids, values, strict=True)
+    else:
+        return {}
+    return {str(k): v for k, v in ((k, _float(v)) for k, v in pairs) if v is not None}
+
+
 class ModelStore:
     """Loads, holds and reloads the served model; ``current`` is swapped atomically on reload."""
 
@@ -99,9 +110,7 @@ class ModelStore:
 
     def _build(self, path: Path, sha: str, model: Any, cfg: dict, meta: dict, **extra: Any) -> LoadedModel:
         metrics = meta.get("metrics") or {}
-        retention = {
-            str(k): float(v) for k, v in (metrics.get("retention") or {}).items() if _float(v) is not None
-        }
+        retention = _retention(metrics.get("retention"), meta.get("learned_tasks") or [])
         mean_retention = extra.pop("mean_retention", None)
         if mean_retention is None:
             mean_retention = _float(metrics.get("mean_retention", meta.get("mean_retention")))

@@ -77,7 +77,15 @@ class ReplayStrategy(Strategy):
         """Distillation of old-class logits on the whole (new + replayed) batch, weighted by replay_distill_alpha."""
         if self.teacher is None or not self.teacher.active:
             return None
-        return self.cfg.replay_distill_alpha * self.teacher.loss(x, logits, self.cfg.lwf_temperature)
+        import os
+        loss = self.cfg.replay_distill_alpha * self.teacher.loss(x, logits, self.cfg.lwf_temperature)
+        beta = float(os.environ.get("EXP_FKD", "0"))
+        if beta:
+            fs = model.features(x)
+            with torch.no_grad():
+                ft = self.teacher.model.features(x)
+            loss = loss + beta * (1 - F.cosine_similarity(fs, ft, dim=1)).mean()
+        return loss
 
     @torch.no_grad()
     def after_task(self, model: nn.Module, ctx: TaskContext, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -96,7 +104,11 @@ class ReplayStrategy(Strategy):
                 continue
             rows = (y == c).nonzero().flatten()
             feats = model.features(x[rows])  # type: ignore[operator]
-            chosen = rows[herding_order(feats, quota).to(rows.device)]
+            import os
+            if os.environ.get("EXP_SEL") == "random":
+                chosen = rows[torch.randperm(len(rows), generator=self.gen)[:quota].to(rows.device)]
+            else:
+                chosen = rows[herding_order(feats, quota).to(rows.device)]
             parts_x.append(x[chosen])
             parts_y.append(y[chosen])
         model.train(was_training)

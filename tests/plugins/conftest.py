@@ -7,10 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.plugins.mlflow_seed import seed_store
-
-EXPERIMENT = "ct-test-experiment"
-MODEL = "ct-test-model"
+from tests.plugins.mlflow_seed import EXPERIMENT, MODEL, seed_store
 
 
 @pytest.fixture
@@ -19,7 +16,8 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
-@pytest.fixture
-def seeded(tracking_uri: str) -> dict[str, Any]:
-    """Three learned tasks; champion = version of task_1, challenger = version of task_2."""
-    return {"tracking_uri": tracking_uri, **seed_store(tracking_uri, EXPERIMENT, MODEL)}
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Three learned tasks, seeded once per module and only read by tests; champion task_1, challenger task_2."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('seeded') / 'mlflow.db'}"
+    return {"tracking_uri": uri, **seed_store(uri, EXPERIMENT, MODEL)}

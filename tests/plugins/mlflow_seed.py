@@ -15,6 +15,8 @@ MATRIX = [
     [0.60, 0.85, 0.98],
 ]
 TASK_IDS = ["task_0", "task_1", "task_2"]
+EXPERIMENT = "ct-test-experiment"
+MODEL = "ct-test-model"
 
 
 def _retention(matrix: list[list[float | None]], i: int) -> dict[str, float]:

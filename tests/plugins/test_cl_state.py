@@ -9,8 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from include.ops import cl_state
-from tests.plugins.conftest import EXPERIMENT, MODEL
-from tests.plugins.mlflow_seed import MATRIX, TASK_IDS
+from tests.plugins.mlflow_seed import EXPERIMENT, MATRIX, MODEL, TASK_IDS
 
 UI = "http://mlflow.example:5000"
 
@@ -90,3 +89,15 @@ def test_ui_url_comes_from_env(monkeypatch: pytest.MonkeyPatch, seeded: dict[str
     state = cl_state.continual_state(seeded["tracking_uri"], EXPERIMENT, MODEL)
     assert state["mlflow_ui_url"] == "http://mlflow.internal:5500"
     assert state["latest_run"]["url"].startswith("http://mlflow.internal:5500/#/experiments/")
+
+
+def test_fail_fast_http_is_scoped_and_respects_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "99")
+    with cl_state.fail_fast_http(max_retries=0, timeout_s=5):
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "99"
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "99"

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from include.ops import cl_state
-from tests.plugins.conftest import EXPERIMENT, MODEL
+from tests.plugins.mlflow_seed import EXPERIMENT, MODEL
 
 UI = "http://mlflow.example:5000"
 

@@ -188,7 +188,8 @@ def _data_files(task_manifest: Path) -> list[tuple[str, Path]]:
     return files
 
 
-def _unique_id(backup_dir: Path) -> str:
+def allocate_backup_id(backup_dir: Path) -> str:
+    """A new backup id (UTC now) not used yet in ``backup_dir`` (``-N`` suffix within the same second)."""
     base = new_backup_id()
     if not (backup_dir / base).exists():
         return base
@@ -308,7 +309,15 @@ def _evaluation(root: Path, references: dict[str, Any], data_present: bool) -> d
             "source": source,
             "note": "no task data",
         }
-    accuracies = task_accuracies(root / chosen["path"], root / "data" / "manifest.json")
+    from model.checkpoint import CheckpointError
+
+    try:
+        accuracies = task_accuracies(root / chosen["path"], root / "data" / "manifest.json")
+    except CheckpointError as exc:
+        # never let a backup whose champion cannot be loaded become the latest complete one
+        raise BackupError(
+            f"backup {root.name}: the {source} checkpoint does not verify or load: {exc}"
+        ) from exc
     return {
         "checkpoint": chosen["path"],
         "sha256": chosen["sha256"],
@@ -316,6 +325,13 @@ def _evaluation(root: Path, references: dict[str, Any], data_present: bool) -> d
         "data_manifest": "data/manifest.json",
         "accuracies": accuracies,
     }
+
+
+def _lap(timings: dict[str, float], key: str, since: float) -> float:
+    """Record the seconds since ``since`` under ``key``; return now."""
+    now = time.monotonic()
+    timings[key] = round(now - since, 4)
+    return now
 
 
 def snapshot_backup(
@@ -329,7 +345,7 @@ def snapshot_backup(
     settings = settings or get_settings()
     assert_not_locked("backup", settings.lock_file)
     settings.backup_dir.mkdir(parents=True, exist_ok=True)
-    backup_id = backup_id or _unique_id(settings.backup_dir)
+    backup_id = backup_id or allocate_backup_id(settings.backup_dir)
     root = backup_path(settings.backup_dir, backup_id)
     if (root / MANIFEST_NAME).exists():
         log.info("backup %s is already complete", backup_id)
@@ -347,11 +363,15 @@ def snapshot_backup(
             shutil.rmtree(root)
         root.mkdir(parents=True)
         copier = _Copier(root, progress)
+        timings: dict[str, float] = {}
+        tick = time.monotonic()
         state_files = _walk_files(settings.state_dir)
         before = _fingerprint(state_files)
         scrubbed: dict[str, int] = {}
         if kind == "sqlite" and mlflow_store.sqlite_path(uri).is_file():
-            scrubbed = mlflow_store.dump_sqlite(mlflow_store.sqlite_path(uri), root / mlflow_store.SQLITE_DUMP)
+            scrubbed = mlflow_store.dump_sqlite(
+                mlflow_store.sqlite_path(uri), root / mlflow_store.SQLITE_DUMP
+            )
             registry = mlflow_store.registry_from_sqlite(root / mlflow_store.SQLITE_DUMP, settings)
             copier.add_existing(mlflow_store.SQLITE_DUMP)
         elif kind == "postgresql":
@@ -360,23 +380,32 @@ def snapshot_backup(
             copier.add_existing(mlflow_store.PG_DUMP)
         else:
             registry = {"backend": kind, "aliases": {}, "run_ids": [], "checkpoint_runs": {}, "versions": {}}
-            registry["note"] = "no MLflow store backed up (no SQLite file, or a backend this tool cannot dump)"
+            registry["note"] = (
+                "no MLflow store backed up (no SQLite file, or a backend this tool cannot dump)"
+            )
+        tick = _lap(timings, "mlflow_store", tick)
         copier.copy_many("backup state", "state", state_files)
+        tick = _lap(timings, "state", tick)
         if _fingerprint(_walk_files(settings.state_dir)) == before:
             break
         log.warning("live state changed during backup %s (training running?): attempt %d", backup_id, attempt)
     else:
         raise BackupError(f"backup {backup_id}: live state kept changing over {SNAPSHOT_ATTEMPTS} attempts")
 
+    tick = time.monotonic()
     copier.copy_many("backup mlflow artifacts", mlflow_store.ARTIFACTS, _walk_files(artifacts))
+    tick = _lap(timings, "artifacts", tick)
     data_files = _data_files(task_manifest)
     copier.copy_many("backup task data", "data", data_files)
     captured = capture_config(settings)
     copier.add_bytes(CONFIG_PATH, write_config_json(captured))
     copier.sync_dirs()
+    tick = _lap(timings, "data_config", tick)
+    timings["copy_total"] = round(sum(timings.values()), 4)
 
     references = _references(copier.entries, registry["aliases"], settings.state_dir)
     evaluation = _evaluation(root, references, bool(data_files))
+    _lap(timings, "evaluation", tick)
     manifest = Manifest(
         backup_id=backup_id,
         created_at=created_at,
@@ -391,6 +420,7 @@ def snapshot_backup(
             "mlflow_artifacts_dir": str(artifacts),
             "task_manifest": str(task_manifest),
             "snapshot_seconds": round(time.monotonic() - started, 3),
+            "timings": timings,  # seconds per phase; copy_total = every byte copied, hashed and fsynced
         },
         mlflow={
             **registry,
@@ -495,7 +525,7 @@ def create_backup(
     """Snapshot, upload (when ``store``) and commit one backup; raises and leaves no manifest on any failure."""
     settings = settings or get_settings()
     started = time.monotonic()
-    backup_id = backup_id or _unique_id(settings.backup_dir)
+    backup_id = backup_id or allocate_backup_id(settings.backup_dir)
     already = (backup_path(settings.backup_dir, backup_id) / MANIFEST_NAME).exists()
     manifest = snapshot_backup(settings, backup_id, progress)
     report = upload_backup(backup_id, store, settings, progress) if store is not None else None

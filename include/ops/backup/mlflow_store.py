@@ -137,7 +137,9 @@ def _scrub_secrets(conn: sqlite3.Connection) -> dict[str, int]:
     if "secrets" in tables:
         out["secrets"] = conn.execute("DELETE FROM secrets").rowcount
     if "webhooks" in tables and "secret" in _columns(conn, "webhooks"):
-        out["webhooks.secret"] = conn.execute("UPDATE webhooks SET secret = NULL WHERE secret IS NOT NULL").rowcount
+        out["webhooks.secret"] = conn.execute(
+            "UPDATE webhooks SET secret = NULL WHERE secret IS NOT NULL"
+        ).rowcount
     conn.commit()
     conn.execute("VACUUM")
     return out
@@ -154,8 +156,10 @@ def carry_live_secrets(staged: Path, live: Path) -> dict[str, int]:
         staged_tables, live_tables = _tables(conn), _tables(conn, "live")
         if "secrets" in staged_tables and "secrets" in live_tables:
             cols = [c for c in _columns(conn, "secrets", "live") if c in set(_columns(conn, "secrets"))]
+            # column names come from the schema itself (PRAGMA table_info), not from any input
             names = ", ".join(f'"{c}"' for c in cols)
-            cur = conn.execute(f"INSERT OR REPLACE INTO main.secrets ({names}) SELECT {names} FROM live.secrets")  # noqa: S608
+            query = f"INSERT OR REPLACE INTO main.secrets ({names}) SELECT {names} FROM live.secrets"  # noqa: S608
+            cur = conn.execute(query)
             out["secrets"] = cur.rowcount
         if {"webhooks"} <= staged_tables & live_tables and "secret" in _columns(conn, "webhooks", "live"):
             cur = conn.execute(
@@ -253,9 +257,13 @@ def registry_from_sqlite(db: Path, settings: Settings) -> dict[str, Any]:
         if not {"experiments", "runs", "tags"} <= tables:
             snapshot["note"] = "MLflow store has no tracking tables"
             return snapshot
-        exp = conn.execute("SELECT experiment_id FROM experiments WHERE name = ?", (settings.mlflow_experiment,)).fetchone()
+        exp = conn.execute(
+            "SELECT experiment_id FROM experiments WHERE name = ?", (settings.mlflow_experiment,)
+        ).fetchone()
         if exp is not None:
-            rows = conn.execute("SELECT run_uuid FROM runs WHERE experiment_id = ? ORDER BY start_time", (exp[0],))
+            rows = conn.execute(
+                "SELECT run_uuid FROM runs WHERE experiment_id = ? ORDER BY start_time", (exp[0],)
+            )
             snapshot["run_ids"] = [r[0] for r in rows]
             rows = conn.execute(
                 "SELECT t.value, t.run_uuid FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
@@ -266,7 +274,9 @@ def registry_from_sqlite(db: Path, settings: Settings) -> dict[str, Any]:
                 snapshot["checkpoint_runs"].setdefault(sha, []).append(run_id)
         if {"model_versions", "model_version_tags", "registered_model_aliases"} <= tables:
             name = settings.registered_model
-            for version, run_id in conn.execute("SELECT version, run_id FROM model_versions WHERE name = ?", (name,)):
+            for version, run_id in conn.execute(
+                "SELECT version, run_id FROM model_versions WHERE name = ?", (name,)
+            ):
                 snapshot["versions"][str(version)] = {"run_id": run_id, "tags": {}, "aliases": []}
             rows = conn.execute(
                 "SELECT version, key, value FROM model_version_tags WHERE name = ? "

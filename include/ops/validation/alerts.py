@@ -65,7 +65,8 @@ def push_metrics(validated_dir: Path, quarantine_dir: Path, failed_now: bool) ->
     url = os.environ.get("PUSHGATEWAY_URL", "").strip()
     if not url:
         return False
-    from prometheus_client import CollectorRegistry, Counter as PromCounter, Gauge, pushadd_to_gateway
+    from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+    from prometheus_client import Counter as PromCounter
 
     try:
         failures = Counter(e.get("check") or "unknown" for e in read_index(quarantine_dir).get("entries", []))

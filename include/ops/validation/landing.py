@@ -89,6 +89,12 @@ class LocalLanding:
         """Nothing to do: the local file itself was moved into the quarantine."""
         return None
 
+    def land(self, src: Path, name: str) -> str:
+        """Copy ``src`` into the zone as ``name`` atomically; return where it landed."""
+        dst = self.folder / name
+        atomic_copy(src, dst)
+        return str(dst)
+
 
 class S3Landing:
     """A landing prefix in S3 read through the amazon provider's S3Hook."""
@@ -104,7 +110,9 @@ class S3Landing:
         self.q_bucket, q_prefix = S3Hook.parse_s3_url(quarantine_uri)
         self.q_prefix = q_prefix.rstrip("/") + "/" if q_prefix else ""
         if self.q_bucket == self.bucket and self.q_prefix.startswith(self.prefix):
-            raise LandingError(f"quarantine {quarantine_uri} must not lie inside the landing prefix {landing_uri}")
+            raise LandingError(
+                f"quarantine {quarantine_uri} must not lie inside the landing prefix {landing_uri}"
+            )
 
     def describe(self) -> str:
         """Where the zone is, for messages."""
@@ -154,16 +162,26 @@ class S3Landing:
         dest = f"{self.q_prefix}{folder_name}/{safe_name(item.name)}"
         source_head = self.hook.head_object(key, self.bucket) or {}
         self.hook.copy_object(
-            source_bucket_key=key, dest_bucket_key=dest, source_bucket_name=self.bucket, dest_bucket_name=self.q_bucket
+            source_bucket_key=key,
+            dest_bucket_key=dest,
+            source_bucket_name=self.bucket,
+            dest_bucket_name=self.q_bucket,
         )
         copied = self.hook.head_object(dest, self.q_bucket) or {}
-        same = copied.get("ContentLength") == source_head.get("ContentLength") and copied.get("ETag") == source_head.get(
+        same = copied.get("ContentLength") == source_head.get("ContentLength") and copied.get(
             "ETag"
-        )
+        ) == source_head.get("ETag")
         if not same:
-            raise LandingError(f"copy of s3://{self.bucket}/{key} to s3://{self.q_bucket}/{dest} differs; source kept")
+            raise LandingError(
+                f"copy of s3://{self.bucket}/{key} to s3://{self.q_bucket}/{dest} differs; source kept"
+            )
         self.hook.delete_objects(self.bucket, [key])
         return f"s3://{self.q_bucket}/{dest}"
+
+    def land(self, src: Path, name: str) -> str:
+        """Upload ``src`` as ``<prefix><name>`` (an S3 PUT is atomic); return its URI."""
+        self.hook.load_file(filename=str(src), key=self.prefix + name, bucket_name=self.bucket, replace=True)
+        return f"s3://{self.bucket}/{self.prefix}{name}"
 
 
 def s3_configured(conn_id: str) -> bool:
@@ -185,7 +203,9 @@ def s3_configured(conn_id: str) -> bool:
     return True
 
 
-def get_landing(settings: Settings | None = None, config: ValidationConfig | None = None) -> LocalLanding | S3Landing:
+def get_landing(
+    settings: Settings | None = None, config: ValidationConfig | None = None
+) -> LocalLanding | S3Landing:
     """The S3 landing zone when the ``s3`` connection is configured, else the local ``settings.landing_dir``."""
     settings = settings or get_settings()
     config = config or get_validation_config()
@@ -208,13 +228,16 @@ def land_task_stream(manifest_path: Path, landing_dir: Path) -> list[Path]:
     for spec in manifest.tasks:
         src = manifest_path.parent / spec.file
         if Path(spec.file).name != spec.file or not src.is_file():
-            raise FileNotFoundError(f"task file {spec.file!r} of manifest {manifest_path} is missing or not a plain name")
+            raise FileNotFoundError(
+                f"task file {spec.file!r} of manifest {manifest_path} is missing or not a plain name"
+            )
         pairs.append((src, landing_dir / spec.file))
     landed = []
     for src, dst in pairs:
-        if not (dst.exists() and dst.stat().st_size == src.stat().st_size and sha256_file(dst) == sha256_file(src)):
+        if not (
+            dst.exists() and dst.stat().st_size == src.stat().st_size and sha256_file(dst) == sha256_file(src)
+        ):
             atomic_copy(src, dst)
         if dst.name != MANIFEST_NAME:
             landed.append(dst)
     return landed
-

@@ -32,7 +32,10 @@ def row_keys(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     import numpy as np
     import pandas as pd
 
-    values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    block = frame[columns]
+    if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in block.dtypes):
+        block = block.apply(pd.to_numeric, errors="coerce")
+    values = block.to_numpy(dtype=np.float64)
     return pd.util.hash_pandas_object(pd.DataFrame(values), index=False).to_numpy()
 
 

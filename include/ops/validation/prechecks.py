@@ -101,24 +101,45 @@ def decode_text(data: bytes) -> str:
     return text
 
 
+def _structure_error(line: int, fields: int, width: int) -> PrecheckFailure:
+    return PrecheckFailure(
+        "csv_structure",
+        f"line {line} has {fields} fields, the header has {width} (truncated or garbled CSV)",
+        {"line": line, "fields": fields, "header_fields": width},
+    )
+
+
+def _check_header(header: list[str]) -> None:
+    if len(header) < 2 or any(not col.strip() for col in header):
+        raise PrecheckFailure(
+            "csv_structure", f"line 1 is not a CSV header (fields {header[:5]}...)", {"line": 1}
+        )
+
+
 def check_csv_structure(text: str) -> list[str]:
-    """Return the header after checking every line has as many fields as it; raise ``csv_structure``."""
+    """Return the header after checking every line has as many fields as it; raise ``csv_structure``.
+
+    Unquoted text (the core format) is checked by counting separators per line; text with quotes goes
+    through the csv module in strict mode. Blank lines are ignored, as the CSV reader does.
+    """
+    if '"' not in text:
+        lines = text.split("\n")
+        header = lines[0].rstrip("\r").split(",")
+        _check_header(header)
+        width = len(header)
+        counts = [line.count(",") for line in lines]
+        for number, (line, commas) in enumerate(zip(lines, counts, strict=True), start=1):
+            if commas != width - 1 and line.strip():
+                raise _structure_error(number, commas + 1, width)
+        return header
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
+        _check_header(header)
         width = len(header)
-        if width < 2 or any(not col.strip() for col in header):
-            raise PrecheckFailure(
-                "csv_structure", f"line 1 is not a CSV header (fields {header[:5]}...)", {"line": 1}
-            )
         for row in reader:
             if row and len(row) != width:
-                line = reader.line_num
-                raise PrecheckFailure(
-                    "csv_structure",
-                    f"line {line} has {len(row)} fields, the header has {width} (truncated or garbled CSV)",
-                    {"line": line, "fields": len(row), "header_fields": width},
-                )
+                raise _structure_error(reader.line_num, len(row), width)
     except csv.Error as exc:
         raise PrecheckFailure(
             "csv_structure", f"unparseable CSV at line {reader.line_num}: {exc}", {"line": reader.line_num}
@@ -126,15 +147,15 @@ def check_csv_structure(text: str) -> list[str]:
     return header
 
 
-def to_frame(text: str) -> pd.DataFrame:
-    """Parse structurally sound CSV text into a DataFrame; dtypes are inferred (GX checks them).
+def to_frame(data: bytes) -> pd.DataFrame:
+    """Parse structurally sound UTF-8 CSV bytes into a DataFrame; dtypes are inferred (GX checks them).
 
     Text columns are held as ``object``: GX 1.24's type checks do not recognise pandas 3's ``str`` dtype.
     """
     import pandas as pd
 
     try:
-        frame = pd.read_csv(io.StringIO(text), low_memory=False)
+        frame = pd.read_csv(io.BytesIO(data), encoding="utf-8", low_memory=False)
     except (ValueError, pd.errors.ParserError) as exc:
         raise PrecheckFailure("csv_structure", f"unparseable CSV: {exc}") from None
     for col in frame.columns:
@@ -156,4 +177,4 @@ def read_batch(
     check_size(len(data), max_bytes)  # the file may have grown since stat
     text = decode_text(data)
     check_csv_structure(text)
-    return spec, to_frame(text)
+    return spec, to_frame(data)

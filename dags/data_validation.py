@@ -1,0 +1,105 @@
+"""
+### data_validation
+
+Gates continual training on data quality. Every 10 minutes (and when triggered) it looks at the **landing zone**
+(`CT_LANDING_DIR`, default `var/landing`; the S3 prefix `CT_LANDING_S3_URI` when an Airflow connection `s3`
+exists), and validates each new task batch on its own (one mapped `validate` task per file):
+
+1. pre-checks below the table level: file name (plain, listed in the landing `manifest.json`), size limit
+   (`CT_VALIDATION_MAX_BYTES`), empty file, UTF-8, CSV structure;
+2. the committed Great Expectations suite `great_expectations/expectations/task_batch.json`: exact columns and
+   dtypes, no nulls, features in 0-16, labels only from the task's classes and every class present, class
+   share <= 0.8, `split` only train/test, row count bounds, duplicate rows <= 1 %, no train/test leakage
+   against this batch and every validated task.
+
+**Pass**: the file is copied to the validated store (`CT_VALIDATED_DIR`, with `manifest.json` and a sha256
+`index.json`) and the task emits a `validated_task_batch` Asset event (extra: `task_id`, `path`, `checksum`,
+`rows`, `summary`), which schedules `continual_training`. A file whose content is already validated is skipped.
+
+**Fail**: the file is moved with its original bytes to `CT_QUARANTINE_DIR/<time>-<sha12>-<name>/` beside
+`report.json`, an alert line is written to `<CT_LOG_DIR>/data_validation.log`,
+`continual_transformer_data_validation_failures_total` is pushed to `PUSHGATEWAY_URL`, and the task fails
+(no retry) naming the failed expectation types or pre-check. Nothing is trained on it; nothing is deleted.
+
+**Params**: `files` (only these landed file names; empty = every new file), `build_data_docs` (GX data docs
+under `great_expectations/uncommitted/data_docs/`, path in the report).
+
+**When it fails** (runbook "Training Convergence Issues" > "Analyze Data Quality")
+- a `validate` task failed: read its log line or `report.json` in the quarantine folder; run
+  `make analyze-data` for class counts and drift. Fix the file at its source, then release it:
+  `python -m include.ops.validation.cli release <quarantine folder> --file fixed.csv` and trigger this DAG.
+  See `docs/data-validation.md`.
+- `find_new_batches` failed with `no manifest.json`: land the task manifest beside the batches.
+- `conflicts_with_validated`: a validated batch is immutable; land the new data as a new task.
+- S3 errors: check the `s3` connection (endpoint, credentials) and the bucket; the task retries once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from include.assets import VALIDATED_BATCH
+
+
+@dag(
+    dag_id="data_validation",
+    schedule="*/10 * * * *",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    tags=["data-quality", "great-expectations", "continual-learning"],
+    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    doc_md=__doc__,
+    params={
+        "files": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
+            description='Only validate these landed file names (e.g. ["task_3.csv"]); empty: every new file.',
+        ),
+        "build_data_docs": Param(
+            True, type="boolean", description="Build GX data docs per file (great_expectations/uncommitted/)."
+        ),
+    },
+)
+def data_validation():
+    @task
+    def find_new_batches(params: dict) -> list[dict]:
+        """List landed files whose content is not validated yet (skips are logged)."""
+        from include.ops.validation.pipeline import scan_landing
+
+        todo, skipped = scan_landing()
+        for item, why in skipped:
+            print(f"skip {item.name}: {why}")
+        wanted = set(params.get("files") or [])
+        if wanted:
+            todo = [item for item in todo if item.name in wanted]
+        print(f"{len(todo)} new batch(es): {[item.name for item in todo]}")
+        return [item.to_dict() for item in todo]
+
+    @task(outlets=[VALIDATED_BATCH], map_index_template="{{ batch_name }}")
+    def validate(batch: dict, params: dict, outlet_events=None) -> dict:
+        """Validate one landed file; emit the validated_task_batch event or fail naming the failed checks."""
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        from include.ops.validation.pipeline import validate_batch
+
+        get_current_context()["batch_name"] = batch["name"]
+        result = validate_batch(batch, build_docs=params.get("build_data_docs"))
+        if result.status == "rejected":
+            raise AirflowFailException(
+                f"{result.name} rejected at {result.stage}: {result.reason}. "
+                f"Quarantined: {result.path} (report {result.report_path})"
+            )
+        if result.status == "skipped":
+            raise AirflowSkipException(f"{result.name}: {result.reason}")
+        outlet_events[VALIDATED_BATCH].extra = result.asset_extra()
+        print(f"{result.name} validated as {result.task_id}: {result.rows} rows -> {result.path}")
+        return result.asset_extra()
+
+    validate.expand(batch=find_new_batches())
+
+
+data_validation()

@@ -1,0 +1,139 @@
+"""`make validate-data`: validate every new file of the landing zone and print a per-file report.
+
+    python -m include.ops.validation.cli [validate] [--json] [--no-data-docs]
+    python -m include.ops.validation.cli quarantine          # list rejected files and why
+    python -m include.ops.validation.cli release FOLDER [--file FIXED.csv]
+
+Exit codes: 0 every file validated or skipped, 1 a file was rejected (quarantined), 2 validation could not
+run (no manifest, unreadable suite or store index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from include.ops.settings import get_settings
+from include.ops.validation.config import get_validation_config
+
+
+def _cell(text: object, width: int) -> str:
+    value = "-" if text in (None, "") else str(text)
+    return value if len(value) <= width else value[: width - 3] + "..."
+
+
+def _logs_to_stderr() -> None:
+    """Keep stdout for the report: Airflow's logging setup (on its first import) logs to stdout."""
+    import logging
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stdout:
+            handler.setStream(sys.stderr)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate the landing zone; print a table (or JSON lines); 1 if any file was rejected."""
+    from include.ops.validation.landing import get_landing
+    from include.ops.validation.pipeline import validate_landing_zone
+
+    settings, config = get_settings(), get_validation_config()
+    landing = get_landing(settings, config)
+    _logs_to_stderr()
+    results = validate_landing_zone(settings, config, build_docs=False if args.no_data_docs else None)
+    if args.json:
+        for result in results:
+            print(json.dumps(result.to_dict(), default=str))
+    else:
+        print(f"Landing zone: {landing.describe()} ({landing.kind})")
+        if not results:
+            print("No task batches in the landing zone.")
+        print(f"{'FILE':<24} {'STATUS':<10} {'TASK':<8} {'ROWS':>7}  DETAIL")
+        for r in results:
+            detail = {"validated": f"-> {r.path}", "skipped": r.reason}.get(r.status, r.reason)
+            print(
+                f"{_cell(r.name, 24):<24} {r.status.upper():<10} {_cell(r.task_id, 8):<8} {_cell(r.rows, 7):>7}  {detail}"
+            )
+            if r.status == "rejected":
+                print(f"{'':<52}quarantined: {r.path}\n{'':<52}report:      {r.report_path}")
+            if r.data_docs:
+                print(f"{'':<52}data docs:   {r.data_docs}")
+        counts = {s: sum(r.status == s for r in results) for s in ("validated", "rejected", "skipped")}
+        print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 1 if any(r.status == "rejected" for r in results) else 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """List the quarantine index, newest last."""
+    from include.ops.validation.store import read_index
+
+    entries = read_index(get_settings().quarantine_dir).get("entries", [])
+    for e in entries:
+        released = " (released)" if e.get("released") else ""
+        print(f"{e.get('folder')}{released}\n    {e.get('original_name')}: {e.get('reason')}")
+    print(f"{len(entries)} quarantined file(s) in {get_settings().quarantine_dir}")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Land a quarantined file again (the fixed copy given by --file, else the original bytes)."""
+    from include.ops.validation.landing import get_landing
+    from include.ops.validation.prechecks import PrecheckFailure, check_file_name
+    from include.ops.validation.store import mark_released, read_index
+
+    settings = get_settings()
+    folder = Path(args.folder)
+    name = folder.name if folder.is_absolute() or len(folder.parts) > 1 else args.folder
+    entry = next(
+        (e for e in read_index(settings.quarantine_dir).get("entries", []) if e.get("folder") == name), None
+    )
+    if entry is None:
+        print(f"no quarantine entry {name!r} in {settings.quarantine_dir}", file=sys.stderr)
+        return 2
+    target = args.name or entry["original_name"]
+    try:
+        check_file_name(target)
+    except PrecheckFailure as exc:
+        print(
+            f"cannot release as {target!r}: {exc}; pass --name with the manifest's file name", file=sys.stderr
+        )
+        return 2
+    src = Path(args.file) if args.file else Path(entry["file"])
+    where = get_landing(settings, get_validation_config()).land(src, target)
+    mark_released(settings.quarantine_dir, name, where)
+    print(f"released {src} -> {where}; the next data_validation run validates it (quarantine copy kept)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and run a sub-command; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m include.ops.validation.cli",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command")
+    val = sub.add_parser("validate", help="validate every new file of the landing zone (default)")
+    for p in (parser, val):
+        p.add_argument("--json", action="store_true", help="one JSON object per file instead of a table")
+        p.add_argument("--no-data-docs", action="store_true", help="skip building GX data docs")
+    sub.add_parser("quarantine", help="list quarantined files and why")
+    rel = sub.add_parser("release", help="land a quarantined file again after fixing it")
+    rel.add_argument("folder", help="quarantine folder name (see the `quarantine` command)")
+    rel.add_argument("--file", help="fixed copy to land instead of the quarantined original bytes")
+    rel.add_argument("--name", help="landing name (default: the name it arrived under)")
+    args = parser.parse_args(argv)
+    from include.ops.validation.gx_suite import SuiteError
+    from include.ops.validation.pipeline import ValidationSetupError
+
+    handlers = {"quarantine": cmd_quarantine, "release": cmd_release}
+    try:
+        return handlers.get(args.command, cmd_validate)(args)
+    except (ValidationSetupError, SuiteError, ValueError) as exc:
+        print(f"data validation could not run: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""checkpoint_backup and disaster_recovery run end to end with dag.test() on a real Airflow DB."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.backup.conftest import listing, restart_s3, tree_digest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag(dag_id)
+
+
+def _fast_retries(dag, retries: int | None = None) -> None:
+    """Same retry behaviour, seconds instead of minutes between tries."""
+    for task in dag.tasks:
+        task.retry_delay = timedelta(seconds=1)
+        task.retry_exponential_backoff = False
+        if retries is not None:
+            task.retries = retries
+
+
+def _states(dagrun) -> dict[str, tuple[str, int]]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.run_id == dagrun.run_id).all()
+        return {ti.task_id: (str(getattr(ti.state, "value", ti.state)), ti.try_number) for ti in tis}
+
+
+def _state(obj) -> str:
+    return str(getattr(obj, "value", obj))
+
+
+@pytest.fixture
+def webhook(no_proxy, monkeypatch: pytest.MonkeyPatch):
+    """A local HTTP endpoint configured as the notify_webhook connection; yields the received JSON bodies."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server API
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_NOTIFY_WEBHOOK", f'{{"conn_type": "http", "host": "http://{host}:{port}/hook"}}'
+    )
+    yield received
+    server.shutdown()
+    server.server_close()
+
+
+def test_dags_declare_the_schedules_and_params():
+    from airflow.sdk import AssetOrTimeSchedule
+
+    backup = _dag("checkpoint_backup")
+    assert isinstance(backup.timetable, AssetOrTimeSchedule)
+    assert "model_checkpoint" in str(backup.timetable.asset_condition)
+    recovery = _dag("disaster_recovery")
+    assert recovery.schedule is None
+    assert recovery.params["source"] == "local" and recovery.params["backup_id"] == "latest"
+    assert recovery.params.get_param("source").schema["enum"] == ["local", "s3"]
+    assert recovery.params.get_param("dry_run").schema["type"] == "boolean"
+
+
+def test_checkpoint_backup_dag_backs_up_and_verifies(state, airflow_db):
+    from include.ops.backup import latest_complete_backup, verify_backup
+
+    dagrun = _dag("checkpoint_backup").test()
+    assert _state(dagrun.state) == "success", _states(dagrun)
+    latest = latest_complete_backup(state)
+    assert latest is not None and latest.files > 10
+    assert verify_backup(latest.backup_id, settings=state).ok
+
+
+def test_checkpoint_backup_dag_retries_then_fails_when_s3_goes_away(state, s3, airflow_db):
+    from include.ops.backup import (
+        create_backup,
+        latest_complete_backup,
+        list_backups,
+        s3_store_from_connection,
+    )
+
+    good = create_backup(settings=state, store=s3_store_from_connection())
+    (state.state_dir / "notes.txt").write_text("changed state\n" * 100)
+    s3.stop_after_object_puts = len(s3.object_puts())
+    dag = _dag("checkpoint_backup")
+    _fast_retries(dag)
+    dagrun = dag.test()
+    states = _states(dagrun)
+    assert _state(dagrun.state) == "failed"
+    assert states["upload"] == ("failed", 3), states  # tried, retried twice, failed
+    assert states["commit"][0] == "upstream_failed" and states["snapshot"][0] == "success"
+    failed = [i for i in list_backups(state) if i.backup_id != good.backup_id]
+    assert len(failed) == 1 and not failed[0].complete
+    assert latest_complete_backup(state).backup_id == good.backup_id
+    restart_s3(s3)
+    assert not any(k.endswith(f"{failed[0].backup_id}/manifest.json") for k in listing(s3))
+    assert latest_complete_backup(state, "s3", s3_store_from_connection()).backup_id == good.backup_id
+
+
+def test_checkpoint_backup_dag_respects_the_maintenance_lock(state, airflow_db):
+    from include.ops.lock import maintenance_lock
+
+    dag = _dag("checkpoint_backup")
+    _fast_retries(dag, retries=0)
+    with maintenance_lock("disaster_recovery:elsewhere", state.lock_file):
+        dagrun = dag.test()
+    states = _states(dagrun)
+    assert _state(dagrun.state) == "failed"
+    assert states["check_lock"][0] == "failed" and states["snapshot"][0] == "upstream_failed"
+    assert not state.backup_dir.exists() or not any(state.backup_dir.iterdir())
+
+
+def test_disaster_recovery_restores_validates_and_notifies(state, airflow_db, webhook):
+    from include.ops.backup import create_backup
+    from include.ops.lock import is_maintenance_locked
+
+    result = create_backup(settings=state)
+    backed_up = tree_digest(state.state_dir)
+    for ckpt in state.checkpoint_dir.glob("*.pt"):
+        ckpt.write_bytes(b"lost")  # disaster
+    dagrun = _dag("disaster_recovery").test(run_conf={"backup_id": "latest"})
+    assert _state(dagrun.state) == "success", _states(dagrun)
+    restored = tree_digest(state.state_dir)
+    restored.pop(".restored_from.json")
+    assert restored == backed_up
+    assert not is_maintenance_locked(state.lock_file)
+    assert len(webhook) == 1 and webhook[0]["summary"]["ok"] is True
+    assert webhook[0]["summary"]["backup_id"] == result.backup_id
+
+
+def test_disaster_recovery_refuses_corrupted_backup_and_bad_params(state, airflow_db, webhook):
+    from include.ops.backup import create_backup
+    from include.ops.lock import is_maintenance_locked
+
+    dag = _dag("disaster_recovery")
+    with pytest.raises(ValueError, match="Invalid input for param backup_id"):
+        dag.test(run_conf={"backup_id": "../../etc"})
+    with pytest.raises(ValueError, match="Invalid input for param source"):
+        dag.test(run_conf={"source": "ftp"})
+
+    result = create_backup(settings=state)
+    victim = next((Path(result.path) / "state" / "checkpoints").glob("*.pt"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 3] ^= 0x10
+    victim.write_bytes(bytes(data))
+    before = tree_digest(state.state_dir)
+    dagrun = dag.test(run_conf={"backup_id": result.backup_id})
+    states = _states(dagrun)
+    assert _state(dagrun.state) == "failed"
+    assert states["verify"] == ("failed", 1), "a corrupted backup fails at once, without retries"
+    assert states["restore"][0] == "upstream_failed" and states["release"][0] == "success"
+    assert tree_digest(state.state_dir) == before
+    assert not is_maintenance_locked(state.lock_file)
+    assert webhook[-1]["summary"]["ok"] is False
+    assert any("verify" in p for p in webhook[-1]["summary"]["problems"])

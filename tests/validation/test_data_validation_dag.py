@@ -1,0 +1,93 @@
+"""data_validation end to end with dag.test(): a good and a bad file land; one Asset event, one quarantine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .helpers import land, store_snapshot, task_text
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "data_validation.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag("data_validation")
+
+
+def _state(obj) -> str:
+    return str(getattr(obj, "value", obj))
+
+
+def validated_batch_events(run_id: str) -> list[dict]:
+    """Extras of the `validated_task_batch` Asset events emitted by DAG run ``run_id`` (oldest first)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == "validated_task_batch", AssetEvent.source_run_id == run_id)
+            .order_by(AssetEvent.id)
+            .all()
+        )
+        return [dict(r.extra or {}) for r in rows]
+
+
+def _task_states(dagrun) -> dict[str, list[str]]:
+    states: dict[str, list[str]] = {}
+    for ti in dagrun.get_task_instances():
+        states.setdefault(ti.task_id, []).append(_state(ti.state))
+    return states
+
+
+@pytest.mark.integration
+def test_good_file_emits_event_bad_file_is_quarantined(val_env, airflow_db, split_digits):
+    from include.ops.validation.fsutil import sha256_file
+
+    settings = val_env
+    good = land(settings, "task_0.csv", task_text(split_digits, 0))
+    bad_text = task_text(split_digits, 1).replace("\n", "\n0,oops\n", 1)  # row 2 has 2 fields: garbled
+    bad = land(settings, "task_1.csv", bad_text)
+    good_sha, bad_sha = sha256_file(good), sha256_file(bad)
+
+    dagrun = _dag().test(run_conf={"build_data_docs": False})
+
+    assert _state(dagrun.state) == "failed"  # the bad file's mapped task fails the run
+    states = _task_states(dagrun)
+    assert states["find_new_batches"] == ["success"]
+    assert sorted(states["validate"]) == ["failed", "success"]
+
+    events = validated_batch_events(dagrun.run_id)
+    assert len(events) == 1
+    extra = events[0]
+    assert set(extra) == {"task_id", "path", "checksum", "rows", "summary"}
+    assert extra["task_id"] == "task_0" and extra["checksum"] == good_sha and extra["rows"] == 360
+    assert Path(extra["path"]) == settings.validated_dir / "task_0.csv"
+    assert sha256_file(Path(extra["path"])) == good_sha
+    assert extra["summary"]["class_counts"] == {"0": 178, "1": 182}
+    assert extra["summary"]["leaked_rows"] == 0
+
+    index = json.loads((settings.validated_dir / "index.json").read_text())
+    assert list(index["files"]) == ["task_0.csv"]
+    assert (settings.validated_dir / "manifest.json").read_bytes() == split_digits.read_bytes()
+
+    assert not bad.exists()
+    folders = [p for p in settings.quarantine_dir.iterdir() if p.is_dir()]
+    assert len(folders) == 1
+    assert sha256_file(folders[0] / "task_1.csv") == bad_sha
+    report = json.loads((folders[0] / "report.json").read_text())
+    assert report["check"] == "precheck.csv_structure" and "line 2 has 2 fields" in report["reason"]
+
+    # a second run finds nothing new: no event, nothing validated or trained twice
+    before = store_snapshot(settings.validated_dir)
+    again = _dag().test(run_conf={"build_data_docs": False})
+    assert _state(again.state) == "success"
+    assert validated_batch_events(again.run_id) == []
+    assert store_snapshot(settings.validated_dir) == before
