@@ -21,15 +21,15 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from model.serving.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "serving.json"
@@ -56,55 +56,15 @@ def sample_images(n: int = 64) -> list[list[int]]:
     return load_digits().data[:n].astype(int).tolist()
 
 
-class Server:
-    """``python -m model.serving`` in a subprocess on a free 127.0.0.1 port, ready when the model is loaded."""
-
-    def __init__(
-        self, workdir: Path, state: Path, batching: bool, extra_env: dict[str, str] | None = None
-    ) -> None:
-        from model.serving.server import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-            "CT_VAR_DIR": str(workdir / "var"),
-            "CT_STATE_DIR": str(state),
-            "CT_LOG_DIR": str(workdir / "logs"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'no-registry.db'}",  # absent: serve the checkpoint
-            "CT_SERVING_PORT": str(self.port),
-            "CT_SERVING_BATCHING": "true" if batching else "false",
-            **(extra_env or {}),
-        }
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> Server:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "model.serving"], cwd=ROOT, env=self.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/health/model", timeout=2) as resp:
-                    if json.loads(resp.read()).get("loaded"):
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"server on {self.url} did not load a model in 120 s")
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def server_env(workdir: Path, state: Path, batching: bool) -> dict[str, str]:
+    """Environment of one benchmarked server: the temp state, no registry (serves the checkpoint)."""
+    return {
+        "CT_VAR_DIR": str(workdir / "var"),
+        "CT_STATE_DIR": str(state),
+        "CT_LOG_DIR": str(workdir / "logs"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'no-registry.db'}",  # absent: serve the checkpoint
+        "CT_SERVING_BATCHING": "true" if batching else "false",
+    }
 
 
 def _request_bytes(port: int, body: bytes) -> bytes:
@@ -168,7 +128,7 @@ async def _load(
 
 def end_to_end(workdir: Path, state: Path, batching: bool, images: list[list[int]], seconds: float) -> dict:
     """Load one server (batching on/off) with ``CLIENTS`` concurrent clients."""
-    with Server(workdir, state, batching) as server:
+    with ServerProcess(server_env(workdir, state, batching)) as server:
         return asyncio.run(_load(server.port, images, CLIENTS, seconds, warmup=min(2.0, seconds / 3)))
 
 

@@ -22,7 +22,7 @@ exists), and validates each new task batch on its own (one mapped `validate` tas
 (no retry) naming the failed expectation types or pre-check. Nothing is trained on it; nothing is deleted.
 
 **Params**: `files` (only these landed file names; empty = every new file), `build_data_docs` (GX data docs
-under `great_expectations/uncommitted/data_docs/`, path in the report).
+under `great_expectations/uncommitted/data_docs/`, path in the report; null = env `CT_GX_DATA_DOCS`, on).
 
 **When it fails** (runbook "Training Convergence Issues" > "Analyze Data Quality")
 - a `validate` task failed: read its log line or `report.json` in the quarantine folder; run
@@ -60,7 +60,10 @@ from include.assets import VALIDATED_BATCH
             description='Only validate these landed file names (e.g. ["task_3.csv"]); empty: every new file.',
         ),
         "build_data_docs": Param(
-            True, type="boolean", description="Build GX data docs per file (great_expectations/uncommitted/)."
+            None,
+            type=["null", "boolean"],
+            description="Build GX data docs per file (great_expectations/uncommitted/data_docs/); "
+            "null: env CT_GX_DATA_DOCS (default on).",
         ),
     },
 )

@@ -115,10 +115,10 @@ def maintenance_weekly() -> None:
 
         return ds.finish(KIND, CHECKS, artifacts=[ds.run_artifact("performance_trends.png")])
 
-    audit, trends = dependency_audit(), performance_trends()
+    done = report()
     # cleanup runs after the trends were read and before the drill restores a backup
-    trends >> cleanup() >> dr_drill() >> report()
-    audit >> report()
+    performance_trends() >> cleanup() >> dr_drill() >> done
+    dependency_audit() >> done
 
 
 maintenance_weekly()

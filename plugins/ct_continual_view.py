@@ -105,8 +105,9 @@ def render_heatmap(acc_matrix: dict[str, Any] | None) -> str:
         rows.append(f'<tr><th scope="row">after {_e(label)}</th>{"".join(cells)}</tr>')
     stops = ", ".join(colour(k / 10) for k in range(11))
     return (
-        '<table class="heatmap" data-testid="heatmap"><caption>Accuracy matrix R[i][j]: accuracy on task j '
-        "(columns) after training task i (rows)</caption>"
+        '<p class="meta">R[i][j]: accuracy on task j (column) after training task i (row); '
+        "the diagonal is each task just after learning it.</p>"
+        '<table class="heatmap" data-testid="heatmap">'
         f"<thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         '<div class="legend"><span>0.0</span>'
         f'<span class="bar" style="background:linear-gradient(90deg, {stops})">'
@@ -172,7 +173,6 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:20px 0 8px} h3{margin
 .big{font-size:20px;margin:2px 0} table{border-collapse:collapse;font-size:13px}
 .heatmap td{width:64px;height:36px;text-align:center;font-variant-numeric:tabular-nums;border:1px solid #fff}
 .heatmap th{padding:4px 8px;font-weight:500}
-caption{caption-side:bottom;color:#555;font-size:12px;padding:6px}
 .retention td,.retention th{padding:4px 10px;text-align:left} .num{font-variant-numeric:tabular-nums}
 .legend{display:flex;align-items:center;gap:6px;font-size:12px;margin-top:4px}
 .legend .bar{display:inline-block;width:200px;height:10px}

@@ -28,7 +28,9 @@ def _sizes(raw: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mode", choices=MODES, default="train")
     parser.add_argument("--batch-sizes", type=_sizes, default=list(DEFAULT_BATCH_SIZES))
     parser.add_argument("--steps", type=int, default=20, help="timed steps per batch size")
@@ -36,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--no-mixed-precision", action="store_true", help="fp32 on CUDA too")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
-    parser.add_argument("--tolerance", type=float, default=0.9, help="fraction of the best throughput to reach")
+    parser.add_argument(
+        "--tolerance", type=float, default=0.9, help="fraction of the best throughput to reach"
+    )
     parser.add_argument("--quick", action="store_true", help="two sizes, three steps: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:

@@ -39,7 +39,9 @@ def _manifest(tmp: Path) -> Path:
     return write_split_digits(tmp / "data")
 
 
-def cprofile_learn(manifest: Path, state_dir: Path, task_id: str | None, overrides: dict[str, Any], out: Path) -> dict:
+def cprofile_learn(
+    manifest: Path, state_dir: Path, task_id: str | None, overrides: dict[str, Any], out: Path
+) -> dict:
     """Learn one task under cProfile into ``state_dir``; write ``out``.prof / _cprofile.txt; return a summary."""
     from model.config import TrainConfig
     from model.learner import ContinualLearner
@@ -56,7 +58,12 @@ def cprofile_learn(manifest: Path, state_dir: Path, task_id: str | None, overrid
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
     out.with_name(out.name + "_cprofile.txt").write_text(text.getvalue())
-    return {"task_id": task_id, "seconds": seconds, "device": result.device, "train_seconds": result.train_seconds}
+    return {
+        "task_id": task_id,
+        "seconds": seconds,
+        "device": result.device,
+        "train_seconds": result.train_seconds,
+    }
 
 
 def torch_profile_steps(steps: int, batch_size: int, out: Path, device: str = "auto") -> dict:
@@ -95,7 +102,9 @@ def torch_profile_steps(steps: int, batch_size: int, out: Path, device: str = "a
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--task-id", help="task to learn (default: the manifest's first)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-samples", type=int, default=512, help="training samples of the task")
@@ -117,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ct-profile-") as tmp:
         learn = cprofile_learn(_manifest(Path(tmp)), Path(tmp) / "state", args.task_id, overrides, out)
     ops = torch_profile_steps(args.torch_steps, args.batch_size, out, args.device)
-    summary = {"learn": learn, "torch_profiler": ops, "files": sorted(str(p) for p in out.parent.glob(out.name + "*"))}
+    summary = {
+        "learn": learn,
+        "torch_profiler": ops,
+        "files": sorted(str(p) for p in out.parent.glob(out.name + "*")),
+    }
     report = write_json_report(summary, "training_summary")
     print(f"learned {learn['task_id']} in {learn['seconds']:.2f}s on {learn['device']} under cProfile")
     for path in summary["files"]:

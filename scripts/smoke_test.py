@@ -237,20 +237,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect-dag", action="append", default=None, help="DAG id that must be listed")
     parser.add_argument("--skip", default="", help="comma-separated: app,airflow,mlflow")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--wait", type=float, default=0, help="retry for up to this many seconds (after a deploy)"
+    )
     args = parser.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     expect = args.expect_dag if args.expect_dag is not None else ["continual_training"]
 
-    run = SmokeRun()
-    if "app" not in skip:
-        check_app(run, args.app_url.rstrip("/"))
-    if "airflow" not in skip:
-        check_airflow(run, args.airflow_url.rstrip("/"), args.airflow_user, _airflow_password(args), expect)
-    if "mlflow" not in skip:
-        check_mlflow(run, args.mlflow_url.rstrip("/"))
-    check_prometheus_stack(run, args.prometheus_url, args.pushgateway_url)
+    deadline = time.monotonic() + args.wait
+    while True:
+        run = SmokeRun()
+        if "app" not in skip:
+            check_app(run, args.app_url.rstrip("/"))
+        if "airflow" not in skip:
+            check_airflow(
+                run, args.airflow_url.rstrip("/"), args.airflow_user, _airflow_password(args), expect
+            )
+        if "mlflow" not in skip:
+            check_mlflow(run, args.mlflow_url.rstrip("/"))
+        check_prometheus_stack(run, args.prometheus_url, args.pushgateway_url)
+        failed = [c for c in run.checks if not c.ok]
+        if not failed or time.monotonic() >= deadline:
+            break
+        print(
+            f"waiting: {len(failed)} check(s) failing ({', '.join(c.name for c in failed)})", file=sys.stderr
+        )
+        time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
 
-    failed = [c for c in run.checks if not c.ok]
     if args.json:
         print(json.dumps({"ok": not failed, "checks": [asdict(c) for c in run.checks]}, indent=2))
     else:

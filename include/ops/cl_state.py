@@ -191,7 +191,7 @@ def continual_state(
     exp_id = exp.experiment_id if exp is not None else None
     if exp_id is not None:
         state["experiment_id"] = exp_id
-        state["experiment_url"] = f"{ui}/#/experiments/{exp_id}"
+        state["experiment_url"] = f"{ui}/#/experiments/{exp_id}/runs"
         runs = _learned_runs(client, exp_id)
         task_ids: list[str] = []
         for run in runs:

@@ -72,6 +72,9 @@ def plan_tasks(settings: Settings, requested: str | None, event_task_ids: list[s
             )
         if requested in learned:
             raise TrainingRefused(f"task {requested!r} is already learned (see its MLflow run)")
+        data_file = manifest_path(settings).parent / manifest.task(requested).file
+        if not data_file.exists():
+            raise TrainingRefused(f"task {requested!r} has no data at {data_file} (has its batch passed validation?)")
         return [requested]
     if event_task_ids:
         unknown = sorted(set(event_task_ids) - set(known))
@@ -82,9 +85,14 @@ def plan_tasks(settings: Settings, requested: str | None, event_task_ids: list[s
         if skipped:
             log.info("already learned, not training again: %s", skipped)
         return planned
-    for task_id in known:
-        if task_id not in learned:
-            return [task_id]
+    for spec in manifest.tasks:
+        if spec.task_id in learned:
+            continue
+        if not (manifest_path(settings).parent / spec.file).exists():
+            # stream order matters: wait for this task's batch to pass validation rather than skip ahead
+            log.info("next task %s has no validated data yet (%s): nothing to train", spec.task_id, spec.file)
+            return []
+        return [spec.task_id]
     return []
 
 

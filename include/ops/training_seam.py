@@ -5,6 +5,7 @@ Selected by configuration, never by code changes:
 - ``CT_TRAINING_BACKEND``: ``inprocess`` (default; the worker trains, on its GPU when it has one) or ``docker``
   (the worker starts ``CT_TRAINING_IMAGE`` with every GPU of its host and waits for it).
 - ``CT_TRAINING_QUEUE``: the Celery queue of the training task (``gpu`` routes it to the GPU workers).
+- ``CT_TRAINING_EXECUTOR``: the executor of the training task on multi-executor deployments (else default).
 
 The container runs ``python -m include.ops.train_cli --task-id X --train-config JSON``; its last stdout line is
 the ``LearnResult`` JSON, which the DockerOperator pushes as the task's XCom. The container gets paths only:
@@ -52,6 +53,15 @@ def training_backend() -> str:
 def training_queue() -> str:
     """Return the Celery queue of the training task: ``CT_TRAINING_QUEUE`` or ``default``."""
     return os.environ.get("CT_TRAINING_QUEUE", DEFAULT_QUEUE).strip() or DEFAULT_QUEUE
+
+
+def training_executor() -> str | None:
+    """Executor of the training task: ``CT_TRAINING_EXECUTOR`` (e.g. ``CeleryExecutor``), None = the default.
+
+    Set on multi-executor deployments (deploy/helm/values-kubernetes.yaml) so the training task goes to the
+    Celery ``gpu`` queue while every other task runs as its own Kubernetes pod.
+    """
+    return os.environ.get("CT_TRAINING_EXECUTOR", "").strip() or None
 
 
 def _host_dir(env: str, default: Path) -> str:

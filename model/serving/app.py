@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import psutil
 from fastapi import FastAPI
 
-from include.ops.jsonlog import configure_json_logging
+from include.ops.jsonlog import configure_json_logging, remove_json_logging
 from include.ops.settings import Settings, get_settings
 from model.serving.batcher import DynamicBatcher
 from model.serving.registry import ModelStore, ModelUnavailable
@@ -59,6 +59,7 @@ def create_app(serving: ServingSettings | None = None, paths: Settings | None = 
                 await app.state.batcher.stop()
             if app.state.naive_executor is not None:
                 app.state.naive_executor.shutdown(wait=True)
+            remove_json_logging(serving.log_component)
 
     app = FastAPI(
         title="continual-tiny-transformer serving",

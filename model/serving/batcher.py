@@ -51,6 +51,7 @@ class DynamicBatcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._taken: list[_Pending] = []  # requests off the queue and not answered yet
 
     @property
     def running(self) -> bool:
@@ -93,7 +94,8 @@ class DynamicBatcher:
         """The first request plus whatever arrives until the batch is full or the timeout passes."""
         assert self._queue is not None
         loop = asyncio.get_running_loop()
-        batch, size = [first], len(first.rows)
+        self._taken = batch = [first]
+        size = len(first.rows)
         deadline = loop.time() + self.timeout_s
         while size < self.max_batch_size:
             try:
@@ -112,27 +114,36 @@ class DynamicBatcher:
 
     async def _run(self) -> None:
         assert self._queue is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._collect(await self._queue.get())
-            live = [p for p in batch if not p.future.done()]  # drop requests whose client went away
-            if not live:
-                continue
-            x = live[0].rows if len(live) == 1 else np.concatenate([p.rows for p in live])
-            try:
-                out = await loop.run_in_executor(self._executor, self.forward, x)
-            except Exception as exc:
-                for p in live:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-                continue
-            self.batches += 1
-            self.rows += len(x)
-            if self.on_batch is not None:
-                self.on_batch(len(x))
-            offset = 0
+        try:
+            while True:
+                batch = await self._collect(await self._queue.get())
+                live = [p for p in batch if not p.future.done()]  # drop requests whose client went away
+                if live:
+                    await self._serve(live)
+                self._taken = []
+        except asyncio.CancelledError:  # stopped mid-batch: nobody may wait forever
+            for pending in self._taken:
+                if not pending.future.done():
+                    pending.future.set_exception(BatcherStopped("batcher stopped"))
+            self._taken = []
+            raise
+
+    async def _serve(self, live: list[_Pending]) -> None:
+        """One forward for every live request; each future gets its slice, or the forward's exception."""
+        x = live[0].rows if len(live) == 1 else np.concatenate([p.rows for p in live])
+        try:
+            out = await asyncio.get_running_loop().run_in_executor(self._executor, self.forward, x)
+        except Exception as exc:
             for p in live:
-                n = len(p.rows)
                 if not p.future.done():
-                    p.future.set_result(out[offset : offset + n])
-                offset += n
+                    p.future.set_exception(exc)
+            return
+        self.batches += 1
+        self.rows += len(x)
+        if self.on_batch is not None:
+            self.on_batch(len(x))
+        offset = 0
+        for p in live:
+            if not p.future.done():
+                p.future.set_result(out[offset : offset + len(p.rows)])
+            offset += len(p.rows)

@@ -94,8 +94,11 @@ class ModelStore:
         return resolve_device(self.serving.device)
 
     def _load_file(self, path: Path, expected_sha256: str | None) -> tuple[Any, dict[str, Any], dict, str]:
-        """Verify and load one checkpoint; CheckpointError/ValueError naming the file on any mismatch."""
-        from model.checkpoint import CheckpointError, sha256_file
+        """Verify and load one checkpoint; CheckpointError naming the file on any mismatch.
+
+        The metadata gets the checkpoint's ``metrics`` (retention per task) besides what ``load_model`` returns.
+        """
+        from model.checkpoint import CheckpointError, load_checkpoint, sha256_file
         from model.inference import load_model
 
         if not path.is_file():
@@ -104,9 +107,8 @@ class ModelStore:
         if expected_sha256 is not None and actual != expected_sha256:
             raise CheckpointError(f"checkpoint {path} sha256 {actual} != registry tag {expected_sha256}")
         model, cfg, meta = load_model(path)
-        model = model.to(self._device()).eval()
-        cfg_dict = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-        return model, cfg_dict, dict(meta or {}), actual
+        meta = {"metrics": load_checkpoint(path).get("metrics") or {}, **dict(meta or {})}
+        return model.to(self._device()).eval(), cfg.to_dict(), meta, actual
 
     def _build(self, path: Path, sha: str, model: Any, cfg: dict, meta: dict, **extra: Any) -> LoadedModel:
         metrics = meta.get("metrics") or {}
@@ -212,11 +214,11 @@ class ModelStore:
         """Probabilities (B, num_classes) for raw pixel rows (B, 64) in 0..16; ModelUnavailable if none."""
         import torch
 
-        from model.inference import predict_proba
+        from model.inference import pixels_to_input, predict_proba
 
         loaded = self.current
         if loaded is None:
             raise ModelUnavailable(self.last_error or "no model loaded")
         with torch.inference_mode():
-            probs = predict_proba(loaded.model, x, allowed_classes=loaded.classes_seen)
-        return probs.detach().cpu().numpy() if hasattr(probs, "detach") else np.asarray(probs)
+            probs = predict_proba(loaded.model, pixels_to_input(x), allowed_classes=loaded.classes_seen)
+        return probs.cpu().numpy()

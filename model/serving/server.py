@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
+from pathlib import Path
 from types import TracebackType
 
 import uvicorn
@@ -62,3 +69,54 @@ class BackgroundServer:
     ) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+class ServerProcess:
+    """``python -m model.serving`` in its own process group on a free port, ready once a model is loaded.
+
+    ``env`` is added to the current environment (CT_* paths, MLFLOW_TRACKING_URI, CT_SERVING_*); the port is
+    chosen here. Stops with SIGTERM to the group (SIGKILL after 30 s).
+    """
+
+    def __init__(self, env: dict[str, str], log_file: Path | None = None, require_model: bool = True) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        root = str(Path(__file__).resolve().parents[2])
+        pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        self.env = {**os.environ, **env, "PYTHONPATH": pythonpath, "CT_SERVING_PORT": str(self.port)}
+        self.log_file = log_file
+        self.require_model = require_model
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> ServerProcess:
+        out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "model.serving"], env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"model.serving exited with {self.proc.returncode} during startup")
+            try:
+                with urllib.request.urlopen(self.url + "/health/model", timeout=2) as resp:  # noqa: S310 (http)
+                    body = json.loads(resp.read())
+            except OSError as exc:
+                body = {"loaded": getattr(exc, "code", None) == 503 and not self.require_model}
+            if body.get("loaded"):
+                return self
+            time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise TimeoutError(f"model.serving on {self.url} was not ready within 120 s")
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()

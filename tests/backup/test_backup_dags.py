@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from datetime import timedelta
@@ -157,9 +158,10 @@ def test_disaster_recovery_refuses_corrupted_backup_and_bad_params(state, airflo
 
     dag = _dag("disaster_recovery")
     with pytest.raises(ValueError, match="Invalid input for param backup_id"):
-        dag.test(run_conf={"backup_id": "../../etc"})
-    with pytest.raises(ValueError, match="Invalid input for param source"):
-        dag.test(run_conf={"source": "ftp"})
+        dag.test(run_conf={"backup_id": "../../etc"})  # rejected when the run is created: nothing ran
+    for key, bad in (("source", "ftp"), ("dry_run", "yes"), ("backup_id", "20261128T214500Z/../x")):
+        with pytest.raises(ValueError, match=key):
+            copy.deepcopy(dag.params)[key] = bad  # the schema check every trigger (UI, API, CLI) runs
 
     result = create_backup(settings=state)
     victim = next((Path(result.path) / "state" / "checkpoints").glob("*.pt"))
@@ -176,3 +178,44 @@ def test_disaster_recovery_refuses_corrupted_backup_and_bad_params(state, airflo
     assert not is_maintenance_locked(state.lock_file)
     assert webhook[-1]["summary"]["ok"] is False
     assert any("verify" in p for p in webhook[-1]["summary"]["problems"])
+
+
+def test_pause_and_unpause_through_the_real_airflow_api(
+    airflow_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from airflow.api_fastapi.app import create_app
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from fastapi.testclient import TestClient
+
+    from include.ops.backup.notify import AirflowApiError, set_dags_paused
+
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({"ops": "pw-7d1e"}))
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "ops:admin")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "test-jwt-secret-for-the-backup-tests")
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(DagBag(dag_folder=str(ROOT / "dags" / "checkpoint_backup.py")), "dags-folder", None)
+    with create_session() as session:
+        session.query(DagModel).filter(DagModel.dag_id == "checkpoint_backup").update({"is_paused": False})
+
+    def paused() -> bool:
+        with create_session() as session:
+            return session.query(DagModel.is_paused).filter(DagModel.dag_id == "checkpoint_backup").scalar()
+
+    with TestClient(create_app()) as client:
+        url = "http://testserver"
+        previous = set_dags_paused(
+            url, "ops", "pw-7d1e", ["checkpoint_backup", "no_such_dag"], True, client=client
+        )
+        assert previous == {"checkpoint_backup": False} and paused()
+        assert set_dags_paused(url, "ops", "pw-7d1e", ["checkpoint_backup"], False, client=client) == {
+            "checkpoint_backup": True
+        }
+        assert not paused()
+        with pytest.raises(AirflowApiError, match="login as 'ops' failed"):
+            set_dags_paused(url, "ops", "wrong", ["checkpoint_backup"], True, client=client)
+    assert not paused()

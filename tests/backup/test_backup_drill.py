@@ -31,7 +31,9 @@ def pushgateway(no_proxy, monkeypatch: pytest.MonkeyPatch):
         pytest.skip("prometheus-pushgateway is not installed (make system-deps)")
     port = _free_port()
     proc = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -66,7 +68,9 @@ def test_drill_dag_restores_into_scratch_and_reports_rto_rpo(state, airflow_db, 
     assert report["restore_seconds"] > 0 and report["backup_age_seconds"] >= 0
     assert report["validation"]["measured"] == report["validation"]["recorded"]
     assert report["metrics_pushed"] is True
-    assert tree_digest(state.state_dir) == live_before and tree_digest(state.var_dir / "mlflow") == mlflow_before
+    assert (
+        tree_digest(state.state_dir) == live_before and tree_digest(state.var_dir / "mlflow") == mlflow_before
+    )
     assert not list(state.var_dir.glob("dr-drill-*")), "the scratch restore must be removed"
 
     metrics = urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5).read().decode()

@@ -3,6 +3,7 @@ process group on a free 127.0.0.1 port, with every path in a tmp folder. Stopped
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -52,24 +53,48 @@ class Proc:
         except OSError:
             return "(no log)"
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM the whole process group, SIGKILL it if it outlives ``timeout``."""
-        if self.popen.poll() is not None:
-            return
-        try:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
+    def terminate(self) -> None:
+        """Send SIGTERM to the whole process group (no wait)."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the process group, wait up to ``timeout``, then SIGKILL whatever is left of the group."""
+        self.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        # the leader may be gone while children (task runners, workers) linger in its group
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=10)
-        # children that ignored SIGTERM after their leader exited (e.g. task runners)
+
+
+def stop_all(procs: list[Proc], timeout: float = 30.0) -> None:
+    """Stop several servers at once: SIGTERM every group first, then wait/kill each."""
+    for proc in procs:
+        proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        proc.stop(timeout=max(0.5, deadline - time.monotonic()))
+
+
+def reap(marker: str) -> list[int]:
+    """SIGKILL leftover processes whose environment contains ``marker`` (our unique tmp path); their pids."""
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
         try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in environ:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+    return killed
 
 
 def start(name: str, cmd: list[str], env: dict[str, str], log_dir: Path, cwd: Path = ROOT) -> Proc:
@@ -77,11 +102,15 @@ def start(name: str, cmd: list[str], env: dict[str, str], log_dir: Path, cwd: Pa
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
     with open(log, "wb") as fh:
-        popen = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        popen = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return Proc(name, popen, log)
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float, procs: list[Proc], interval: float = 1.0) -> Any:
+def wait_until(
+    what: str, check: Callable[[], Any], timeout: float, procs: list[Proc], interval: float = 1.0
+) -> Any:
     """Poll ``check`` until it returns truthy; fail early with log tails when a server died or time ran out."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -110,6 +139,10 @@ def clean_env() -> dict[str, str]:
     env["GX_ANALYTICS_ENABLED"] = "false"
     env["MPLBACKEND"] = "Agg"
     env["PYTHONUNBUFFERED"] = "1"
+    # offline machine: no usage telemetry from MLflow (server and UI) or Airflow
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env["DO_NOT_TRACK"] = "true"
+    env["SCARF_ANALYTICS"] = "false"
     return env
 
 
@@ -219,11 +252,19 @@ class AirflowStack:
         for name in ("api-server", "scheduler", "dag-processor"):
             self.procs.append(start(f"airflow-{name}", [str(BIN / "airflow"), name], env, self.log_dir))
         wait_until("Airflow health", self._healthy, timeout, self.procs)
-        wait_until("DAG continual_training parsed", lambda: self.get("/api/v2/dags/continual_training"), 120, self.procs)
+        wait_until(
+            "DAG continual_training parsed",
+            lambda: self.get("/api/v2/dags/continual_training"),
+            120,
+            self.procs,
+        )
 
     def _healthy(self) -> bool:
         body = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
-        return all(body.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor"))
+        return all(
+            body.get(part, {}).get("status") == "healthy"
+            for part in ("metadatabase", "scheduler", "dag_processor")
+        )
 
     def token(self) -> str:
         """A JWT for the admin user from ``POST /auth/token``."""
@@ -255,9 +296,9 @@ class AirflowStack:
         return wait_until(f"{dag_id} run {run_id}", final, timeout, self.procs, interval=2.0)
 
     def stop(self) -> None:
-        """Stop every server (scheduler first, so no new task starts)."""
-        for proc in sorted(self.procs, key=lambda p: p.name != "airflow-scheduler"):
-            proc.stop()
+        """Stop every server, then anything still running with this stack's AIRFLOW_HOME (task runners)."""
+        stop_all(self.procs)
+        reap(str(self.home))
 
 
 class MlflowServer:

@@ -147,3 +147,19 @@ def test_bad_train_override_is_refused_by_name(small_training, monkeypatch):
     monkeypatch.setenv("CT_TRAIN_OVERRIDES", "{not json")
     with pytest.raises(ValueError, match="CT_TRAIN_OVERRIDES"):
         training.resolve_train_config({})
+
+
+def test_next_task_waits_for_validated_data(small_training):
+    import shutil
+
+    from include.ops import training
+
+    settings = small_training
+    settings.validated_dir.mkdir(parents=True)
+    shutil.copy(settings.data_dir / "manifest.json", settings.validated_dir / "manifest.json")
+    shutil.copy(settings.data_dir / "task_1.csv", settings.validated_dir / "task_1.csv")
+    assert training.manifest_path(settings) == settings.validated_dir / "manifest.json"
+    assert training.plan_tasks(settings, None, []) == [], "task_0 has not passed validation: nothing to train"
+    with pytest.raises(training.TrainingRefused, match="has no data"):
+        training.plan_tasks(settings, "task_0", [])
+    assert training.plan_tasks(settings, None, ["task_1"]) == ["task_1"]

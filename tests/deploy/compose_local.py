@@ -111,6 +111,7 @@ class LocalStack:
     services: dict[str, LocalService] = field(default_factory=dict)
     _ports: dict[tuple[str, int], int] = field(default_factory=dict)
     _paths: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> container path -> local
+    stop_seconds: dict[str, float] = field(default_factory=dict)  # how long each took to exit on SIGTERM
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -257,7 +258,11 @@ class LocalStack:
 
     def run_once(self, name: str, timeout: float) -> subprocess.CompletedProcess:
         """Run a one-shot service (an init job) to completion; its output goes to its log."""
-        local = self.start(name)
+        return self.wait_exit(self.start(name).name, timeout)
+
+    def wait_exit(self, name: str, timeout: float) -> subprocess.CompletedProcess:
+        """Wait for a started one-shot service to exit; stop it and re-raise on timeout."""
+        local = self.services[name]
         assert local.proc is not None
         try:
             local.proc.wait(timeout=timeout)
@@ -274,10 +279,14 @@ class LocalStack:
             local.healthcheck, env=local.env, cwd=local.cwd, capture_output=True, text=True, timeout=timeout
         )
 
-    def wait_healthy(self, names: Iterable[str], timeout: float) -> dict[str, float]:
-        """Poll each service's health check until it passes; seconds each took. Fails fast on a dead process."""
+    def wait_healthy(
+        self, names: Iterable[str], timeout: float, since: float | None = None
+    ) -> dict[str, float]:
+        """Poll each service's health check until it passes; seconds each took (from ``since``, a monotonic
+        time, else now). Fails fast when a process exits."""
         pending = list(names)
         started = time.monotonic()
+        origin = started if since is None else since
         took: dict[str, float] = {}
         last: dict[str, str] = {}
         while pending:
@@ -287,7 +296,7 @@ class LocalStack:
                     raise AssertionError(f"{name} exited with {local.proc.returncode}:\n{self.tail(name)}")
                 result = self.check(name)
                 if result.returncode == 0:
-                    took[name] = time.monotonic() - started
+                    took[name] = time.monotonic() - origin
                     pending.remove(name)
                 else:
                     last[name] = (result.stdout + result.stderr)[-300:]
@@ -307,23 +316,30 @@ class LocalStack:
         """SIGTERM the service's process group, SIGKILL it after ``grace`` seconds."""
         self._stop([name], grace)
 
-    def stop_all(self, grace: float = 20) -> None:
+    def stop_all(self, grace: float = 10) -> None:
         """Stop every started service at once (SIGTERM to each group, SIGKILL what is left after ``grace``)."""
         self._stop(list(self.services), grace)
 
     def _stop(self, names: list[str], grace: float) -> None:
-        procs = [
-            self.services[n].proc for n in names if n in self.services and self.services[n].proc is not None
-        ]
-        for proc in procs:
+        procs = {
+            n: self.services[n].proc
+            for n in names
+            if n in self.services and self.services[n].proc is not None
+        }
+        for proc in procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for proc in procs:
+        started = time.monotonic()
+        alive = dict(procs)
+        while alive and time.monotonic() - started < grace:
+            for name, proc in list(alive.items()):
+                if proc.poll() is not None:
+                    self.stop_seconds[name] = time.monotonic() - started
+                    del alive[name]
+            time.sleep(0.1)
+        self.stop_seconds.update({name: float("inf") for name in alive})
+        for proc in procs.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # children the leader left behind (task runners, workers)
             proc.wait(timeout=10)

@@ -50,6 +50,15 @@ STACK_SERVICES = (
     "prometheus",
     "pushgateway",
 )
+INDEPENDENT = ("mlflow", "prometheus", "pushgateway")
+AIRFLOW_SERVICES = (
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-worker-gpu",
+)
 DAG_ID = "continual_training"
 
 
@@ -224,19 +233,28 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
         write_split_digits(var_dir / "data" / "split_digits")
 
+        # start order follows depends_on: what needs neither Redis nor the init job starts at once
         started = time.monotonic()
-        local.start("redis")
-        took = local.wait_healthy(["redis"], timeout=30)
-        init = local.run_once("airflow-init", timeout=300)
+        for name in ("redis", *INDEPENDENT):
+            local.start(name)
+        took = local.wait_healthy(["redis"], timeout=60, since=started)
+        init = local.run_once("airflow-init", timeout=300)  # depends_on: postgres + redis healthy
         assert init.returncode == 0, f"airflow-init failed:\n{local.tail('airflow-init')}"
         took["airflow-init"] = time.monotonic() - started
-        for name in STACK_SERVICES:
+        for name in AIRFLOW_SERVICES:
             local.start(name)
-        took.update(local.wait_healthy(STACK_SERVICES, timeout=300))
+        took.update(local.wait_healthy(["mlflow"], timeout=300, since=started))
+        local.start("app")  # depends_on: mlflow healthy
+        rest = [*AIRFLOW_SERVICES, "app", "prometheus", "pushgateway"]
+        took.update(local.wait_healthy(rest, timeout=300, since=started))
+        took = {k: v for k, v in sorted(took.items(), key=lambda kv: kv[1])}
         took["total"] = time.monotonic() - started
         yield Stack(local, env, databases, s3_endpoint, var_dir, took)
     finally:
         local.stop_all()
+        slow = {n: round(s, 1) for n, s in local.stop_seconds.items() if s > 3}
+        if slow:
+            print(f"\nslow to stop on SIGTERM (s; inf = killed): {slow}")
         moto.stop()
         if created:
             drop_databases(*created)

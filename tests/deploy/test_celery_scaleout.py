@@ -92,3 +92,12 @@ def test_dag_id_constant_matches_the_dag_file() -> None:
 
     source = (Path(__file__).resolve().parents[2] / "dags" / f"{DAG_ID}.py").read_text()
     assert f'dag_id="{DAG_ID}"' in source
+
+
+def test_training_pushed_its_metrics_to_the_pushgateway(celery_run: CeleryRun, local_stack: Stack) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{local_stack.url('pushgateway', 9091)}/metrics", timeout=10) as resp:
+        body = resp.read().decode()
+    lines = [ln for ln in body.splitlines() if ln.startswith("continual_transformer_training_loss{")]
+    assert any('job="continual_training"' in ln and 'task="task_0"' in ln for ln in lines), lines

@@ -280,3 +280,28 @@ def test_workers_announce_their_queues(local_stack: Stack) -> None:
         log = local_stack.local.services[service].log_path.read_text(errors="replace")
         assert f"{node}" in log and "ready." in log, local_stack.local.tail(service)
         assert re.search(rf"\.> {queue}\s+exchange={queue}", log), f"{service} does not consume queue {queue}"
+
+
+def test_helm_values_route_training_to_a_gpu_worker_set() -> None:
+    reqs = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (ROOT / "requirements.txt").read_text(), re.M))
+    celery = yaml.safe_load((ROOT / "deploy/helm/values-celery.yaml").read_text())
+    k8s = yaml.safe_load((ROOT / "deploy/helm/values-kubernetes.yaml").read_text())
+    assert celery["airflowVersion"] == reqs["apache-airflow"]
+    assert celery["executor"] == "CeleryExecutor"
+    assert k8s["executor"].split(",") == ["KubernetesExecutor", "CeleryExecutor"]
+    for values in (celery, k8s):
+        (gpu,) = [s for s in values["workers"]["celery"]["sets"] if s["name"] == "gpu"]
+        assert gpu["queue"] == "gpu" and "-q gpu" in " ".join(gpu["args"])
+        assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert gpu["image"]["tag"].endswith("-gpu")
+        env = {e["name"]: e["value"] for e in values["env"]}
+        assert env["CT_TRAINING_QUEUE"] == "gpu" and env["MLFLOW_TRACKING_URI"].startswith("http://")
+    assert {e["name"]: e["value"] for e in k8s["env"]}["CT_TRAINING_EXECUTOR"] == "CeleryExecutor"
+    # credentials only by Secret reference
+    for key in ("metadataSecretName", "resultBackendSecretName", "brokerUrlSecretName"):
+        assert celery["data"][key]
+    assert "metadataConnection" not in celery["data"] and "fernetKey" not in celery
+    for path in (ROOT / "deploy/helm").glob("*.yaml"):
+        assert not re.search(
+            r"(?i)^\s*(password|pass|fernetKey|apiSecretKey|jwtSecret)\s*:\s*\S", path.read_text(), re.M
+        )

@@ -58,6 +58,7 @@ def test_runbook_knobs_exist_on_train_config() -> None:
     assert TrainConfig().compile is False, "torch.compile must stay opt-in (slow start on CPU)"
 
 
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
 def test_mixed_precision_is_bf16_autocast_on_cuda_and_off_on_cpu() -> None:
     assert isinstance(autocast(torch.device("cpu"), True), contextlib.nullcontext)
     ctx = autocast(torch.device("cuda"), True)
@@ -66,9 +67,9 @@ def test_mixed_precision_is_bf16_autocast_on_cuda_and_off_on_cpu() -> None:
 
 
 def test_gradient_accumulation_takes_fewer_optimizer_steps() -> None:
-    base = dict(epochs=1, batch_size=8, finetune_epochs=0, strategy="naive", warmup_frac=0.0)
-    losses1, steps1 = _one_task_step(TrainConfig(**base, grad_accum_steps=1))
-    losses4, steps4 = _one_task_step(TrainConfig(**base, grad_accum_steps=4))
+    base = dict(epochs=1, batch_size=4, finetune_epochs=0, strategy="naive", warmup_frac=0.0)
+    losses1, steps1 = _one_task_step(TrainConfig(**base, grad_accum_steps=1), n=16)
+    losses4, steps4 = _one_task_step(TrainConfig(**base, grad_accum_steps=4), n=16)
     assert (steps1, steps4) == (4, 1)
     assert all(math.isfinite(v) for v in losses1 + losses4)
 
@@ -160,7 +161,7 @@ def _script_main(name: str):
 def test_profiling_scripts_quick_mode(ct_env: Path, capsys: pytest.CaptureFixture) -> None:
     out = ct_env / "reports" / "profiles"
     assert _script_main("profile_training")(["--quick"]) == 0
-    assert _script_main("profile_inference")(["--quick"]) == 0
+    assert _script_main("profile_inference")(["--quick", "--p95-target-ms", "60000"]) == 0
     names = sorted(p.name for p in out.iterdir())
     for prefix, suffixes in (("training_", (".prof", "_cprofile.txt", "_torch_ops.txt", "_trace.json")),
                              ("inference_", ("_cprofile.txt", "_torch_ops.txt", "_trace.json"))):  # fmt: skip

@@ -40,10 +40,13 @@ def seam_env(ct_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_backend_and_queue_come_from_configuration(seam_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert training_seam.training_backend() == "inprocess"
     assert training_seam.training_queue() == "default"
+    assert training_seam.training_executor() is None
     monkeypatch.setenv("CT_TRAINING_BACKEND", " Docker ")
     monkeypatch.setenv("CT_TRAINING_QUEUE", "gpu")
+    monkeypatch.setenv("CT_TRAINING_EXECUTOR", "CeleryExecutor")
     assert training_seam.training_backend() == "docker"
     assert training_seam.training_queue() == "gpu"
+    assert training_seam.training_executor() == "CeleryExecutor"
     monkeypatch.setenv("CT_TRAINING_BACKEND", "kubernetes")
     with pytest.raises(ValueError, match="CT_TRAINING_BACKEND must be one of"):
         training_seam.training_backend()

@@ -6,13 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving_support import TOKEN, install_state, learn_state, serving_client
+from serving_support import TOKEN, install_state, learned_once, serving_client
 
 
 @pytest.fixture(scope="session")
-def learned_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A state folder after learning task_0 and task_1 of Split-Digits."""
-    return learn_state(tmp_path_factory.mktemp("learned"))
+def learned_state() -> Path:
+    """A state folder after learning task_0 and task_1 of Split-Digits (shared by the whole session)."""
+    return learned_once()
 
 
 @pytest.fixture

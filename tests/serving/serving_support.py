@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import shutil
@@ -27,6 +28,14 @@ def learn_state(root: Path) -> Path:
     return root
 
 
+@functools.cache
+def learned_once() -> Path:
+    """``learn_state`` run once per test session (in a temp folder), shared by every test folder."""
+    root = Path(tempfile.mkdtemp(prefix="ct-learned-"))
+    atexit.register(shutil.rmtree, root, True)
+    return learn_state(root)
+
+
 def install_state(learned: Path, var: Path) -> None:
     """Copy a learned state and its task stream into a ct_env var/ folder (default locations)."""
     shutil.copytree(learned / "state", var / "state")
@@ -42,7 +51,9 @@ def serving_client(**overrides: object) -> Iterator:
     from model.serving.app import create_app
     from model.serving.settings import ServingSettings
 
-    settings = ServingSettings(**{"api_token": TOKEN, "degraded_pct": 100.0, "unhealthy_pct": 100.0, **overrides})
+    settings = ServingSettings(
+        **{"api_token": TOKEN, "degraded_pct": 100.0, "unhealthy_pct": 100.0, **overrides}
+    )
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -52,7 +63,9 @@ def empty_mlflow_db() -> Path:
     """An empty, fully migrated MLflow SQLite store, made once per session (migrations take seconds)."""
     from mlflow import MlflowClient
 
-    db = Path(tempfile.mkdtemp(prefix="ct-mlflow-template-")) / "mlflow.db"
+    folder = Path(tempfile.mkdtemp(prefix="ct-mlflow-template-"))
+    atexit.register(shutil.rmtree, folder, True)
+    db = folder / "mlflow.db"
     MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
     return db
 

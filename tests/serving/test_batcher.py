@@ -57,7 +57,10 @@ def test_multi_row_requests_are_split_back_in_order():
     async def main():
         batcher = DynamicBatcher(forward, max_batch_size=16, timeout_ms=20)
         await batcher.start()
-        a, b = np.arange(12, dtype=np.float32).reshape(3, 4), np.arange(8, dtype=np.float32).reshape(2, 4) + 100
+        a, b = (
+            np.arange(12, dtype=np.float32).reshape(3, 4),
+            np.arange(8, dtype=np.float32).reshape(2, 4) + 100,
+        )
         out_a, out_b = await asyncio.gather(batcher.submit(a), batcher.submit(b))
         await batcher.stop()
         return a, b, out_a, out_b

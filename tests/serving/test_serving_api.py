@@ -79,7 +79,7 @@ def test_metrics_expose_the_runbook_names(client):
     for img in images:
         assert client.post("/predict", json={"instances": [img]}).status_code == 200
     text = client.get("/metrics").text
-    assert 'continual_transformer_inference_duration_seconds_count 3.0' in text
+    assert "continual_transformer_inference_duration_seconds_count 3.0" in text
     assert 'continual_transformer_inference_duration_seconds_bucket{le="0.1"}' in text
     assert 'continual_transformer_memory_usage_bytes{device="cpu",type="allocated"}' in text
     assert 'continual_transformer_memory_usage_bytes{device="cpu",type="total"}' in text
@@ -195,7 +195,9 @@ def _training_runs(var: Path) -> None:
     mlc = MlflowClient(tracking_uri=f"sqlite:///{var / 'mlflow' / 'mlflow.db'}")
     exp = mlc.create_experiment("continual-tiny-transformer")
     for i, task in enumerate(("task_0", "task_1")):
-        run = mlc.create_run(exp, run_name=f"learn {task}", tags={"ct.task_id": task, "ct.dag_id": "continual_training"})
+        run = mlc.create_run(
+            exp, run_name=f"learn {task}", tags={"ct.task_id": task, "ct.dag_id": "continual_training"}
+        )
         for epoch, loss in enumerate((1.5 - i * 0.1, 0.9, 0.4)):
             mlc.log_metric(run.info.run_id, "loss", loss, step=epoch)
         mlc.log_metric(run.info.run_id, "mean_retention", 1.0 if i == 0 else 0.85)
@@ -206,9 +208,9 @@ def _training_runs(var: Path) -> None:
 
 
 def test_jobs_recent_and_training_history(client, serving_env: Path):
-    from serving_support import empty_mlflow_db
-
     import shutil
+
+    from serving_support import empty_mlflow_db
 
     shutil.copyfile(empty_mlflow_db(), serving_env / "mlflow" / "mlflow.db")
     _training_runs(serving_env)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serving_support import TOKEN, checkpoints, serving_client, register_champion
+from serving_support import TOKEN, checkpoints, register_champion, serving_client
 
 
 def test_liveness(client):
@@ -26,7 +26,9 @@ def test_without_registry_the_newest_good_checkpoint_is_served_degraded(client, 
     everything = client.get("/health/all")
     assert everything.status_code == 200
     assert everything.json()["status"] == "degraded"
-    assert any(issue.startswith("model: serving fallback checkpoint") for issue in everything.json()["issues"])
+    assert any(
+        issue.startswith("model: serving fallback checkpoint") for issue in everything.json()["issues"]
+    )
 
 
 def test_registry_champion_is_served_and_healthy(serving_env: Path):

@@ -57,7 +57,7 @@ def test_good_file_emits_event_bad_file_is_quarantined(val_env, airflow_db, spli
     bad = land(settings, "task_1.csv", bad_text)
     good_sha, bad_sha = sha256_file(good), sha256_file(bad)
 
-    dagrun = _dag().test(run_conf={"build_data_docs": False})
+    dagrun = _dag().test()  # build_data_docs null: env CT_GX_DATA_DOCS=0 from val_env
 
     assert _state(dagrun.state) == "failed"  # the bad file's mapped task fails the run
     states = _task_states(dagrun)
@@ -87,7 +87,7 @@ def test_good_file_emits_event_bad_file_is_quarantined(val_env, airflow_db, spli
 
     # a second run finds nothing new: no event, nothing validated or trained twice
     before = store_snapshot(settings.validated_dir)
-    again = _dag().test(run_conf={"build_data_docs": False})
+    again = _dag().test()
     assert _state(again.state) == "success"
     assert validated_batch_events(again.run_id) == []
     assert store_snapshot(settings.validated_dir) == before

@@ -4,6 +4,7 @@ validated twice, cannot be silently replaced, and a leak against a concurrently 
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ def test_real_tasks_pass_and_are_stored_once(val_env, split_digits):
     for k, result in enumerate(results):
         stored = settings.validated_dir / f"task_{k}.csv"
         assert stored.read_bytes() == landed[k].read_bytes()
+        assert stat.S_IMODE(stored.stat().st_mode) == 0o644, "readable by the services that train and serve"
         assert index["files"][stored.name]["sha256"] == sha256_file(stored) == result.checksum
         extra = result.asset_extra()
         assert extra["task_id"] == f"task_{k}" and extra["path"] == str(stored)

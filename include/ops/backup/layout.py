@@ -237,6 +237,45 @@ def atomic_write(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def _libc_syncfs():
+    """``syncfs(2)`` from libc when available (Linux), else None."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _libc_syncfs()
+
+
+def sync_files(root: Path, files: list[Path]) -> None:
+    """Make ``files`` (all under ``root``) and their folders durable before a commit marker is written.
+
+    One ``syncfs(2)`` on the filesystem holding ``root`` replaces an fsync per file (Linux); elsewhere,
+    or if it fails, every file is fsynced. The folders are fsynced either way (new directory entries).
+    """
+    synced = False
+    if _SYNCFS is not None:
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            synced = _SYNCFS(fd) == 0
+        finally:
+            os.close(fd)
+    if not synced:
+        for path in files:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for directory in sorted({p.parent for p in files} | {root}, key=lambda p: len(p.parts), reverse=True):
+        fsync_dir(directory)
+
+
 def sha256_file(path: Path) -> tuple[int, str]:
     """``(size, hex sha256)`` of a file, read once in 1 MiB chunks."""
     digest = hashlib.sha256()

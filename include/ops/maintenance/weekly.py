@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ def audit_dependencies(
     """
     if service not in VULN_SERVICES:
         raise ValueError(f"service must be one of {sorted(VULN_SERVICES)}, got {service!r}")
-    url = probe_url or VULN_SERVICES[service]
+    url = probe_url or os.environ.get("CT_VULN_PROBE_URL") or VULN_SERVICES[service]
     method, payload = (
         ("POST", {"package": {"name": "pip", "ecosystem": "PyPI"}}) if service == "osv" else ("GET", None)
     )

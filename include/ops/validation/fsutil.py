@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 CHUNK = 1024 * 1024
+FILE_MODE = 0o644  # mkstemp creates 0600; stored batches and reports must stay readable by other services
 
 
 def sha256_file(path: Path) -> str:
@@ -38,6 +39,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -65,6 +67,7 @@ def atomic_copy(src: Path, dst: Path, expected_sha256: str | None = None) -> str
     digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
             for block in iter(lambda: inp.read(CHUNK), b""):
                 digest.update(block)

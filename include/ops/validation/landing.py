@@ -19,7 +19,7 @@ from typing import Any
 
 from include.ops.settings import Settings, get_settings
 from include.ops.validation.config import MANIFEST_NAME, ValidationConfig, get_validation_config
-from include.ops.validation.fsutil import atomic_copy, sha256_file
+from include.ops.validation.fsutil import FILE_MODE, atomic_copy, sha256_file
 from include.ops.validation.store import safe_name
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,16 @@ class LocalLanding:
         return path if path.is_file() else None
 
     def list_files(self) -> list[LandedFile]:
-        """Candidate batches, sorted by name; sub-folders are ignored."""
+        """Candidate batches, sorted by name; sub-folders and symbolic links are ignored (with a warning)."""
         if not self.folder.is_dir():
             return []
         items = []
         for path in sorted(self.folder.iterdir()):
-            if _ignored(path.name) or not path.is_file() or path.is_symlink():
+            if _ignored(path.name):
+                continue
+            if path.is_symlink() or not path.is_file():
+                # a link could point anywhere on the host; folders are not batches: leave both, say so
+                log.warning("landing zone %s: ignoring %s (not a regular file)", self.folder, path.name)
                 continue
             items.append(LandedFile(path.name, str(path.resolve()), path.stat().st_size))
         return items
@@ -122,6 +126,7 @@ class S3Landing:
         dst.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as f:
                 self.hook.get_key(key, self.bucket).download_fileobj(f)
                 f.flush()
