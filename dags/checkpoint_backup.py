@@ -50,7 +50,9 @@ def _store(remote: str):
 
     store = s3_store_from_connection(S3_CONN_ID)
     if store is None and remote == "required":
-        raise RuntimeError(f"remote=required but the {S3_CONN_ID!r} connection is not configured")
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"remote=required but the {S3_CONN_ID!r} connection is not configured")
     return store
 
 

@@ -65,7 +65,9 @@ def _store(source: str):
 
     store = s3_store_from_connection()
     if store is None:
-        raise RuntimeError("source=s3 but the s3_backup connection is not configured")
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("source=s3 but the s3_backup connection is not configured")
     return store
 
 

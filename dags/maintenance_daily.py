@@ -43,7 +43,15 @@ from airflow.sdk import Param, dag, task
 
 KIND = "maintenance_daily"
 CHECKS = ["app_health", "airflow_health", "mlflow_health", "error_logs", "disk_space", "backup"]
-PROJECT_DAGS = ["data_validation", "continual_training", "checkpoint_backup", "maintenance_weekly"]
+PROJECT_DAGS = [
+    "data_validation",
+    "continual_training",
+    "checkpoint_backup",
+    "disaster_recovery",
+    "dr_drill",
+    "maintenance_weekly",
+    "maintenance_monthly",
+]
 
 
 @dag(

@@ -81,7 +81,7 @@ def maintenance_monthly() -> None:
 
         return ds.check_task("security_audit", monthly.security_audit, get_settings())
 
-    @task
+    @task(trigger_rule="all_done")  # runs even when the check before it failed
     def capacity_planning() -> dict:
         from include.ops.maintenance import dag_support as ds
         from include.ops.maintenance import monthly
@@ -89,7 +89,7 @@ def maintenance_monthly() -> None:
 
         return ds.check_task("capacity_planning", monthly.capacity_planning, get_settings())
 
-    @task
+    @task(trigger_rule="all_done")  # runs even when the check before it failed
     def performance_review() -> dict:
         from include.ops.maintenance import dag_support as ds
         from include.ops.maintenance import monthly
@@ -105,7 +105,7 @@ def maintenance_monthly() -> None:
             bool(ds.param("quick_benchmark", False)),
         )
 
-    @task
+    @task(trigger_rule="all_done")  # runs even when the check before it failed
     def documentation() -> dict:
         from pathlib import Path
 

@@ -79,7 +79,7 @@ def maintenance_weekly() -> None:
         service = ds.param("vuln_service", "pypi")
         return ds.check_task("dependency_audit", weekly.audit_dependencies, service)
 
-    @task
+    @task(trigger_rule="all_done")  # runs even when the check before it failed
     def cleanup() -> dict:
         from include.ops.maintenance import dag_support as ds
         from include.ops.maintenance import weekly
@@ -101,7 +101,7 @@ def maintenance_weekly() -> None:
         prom = os.environ.get("PROMETHEUS_URL")
         return ds.check_task("performance_trends", weekly.performance_trends, get_settings(), png, days, prom)
 
-    @task
+    @task(trigger_rule="all_done")  # runs even when the check before it failed
     def dr_drill() -> dict:
         from include.ops.maintenance import dag_support as ds
         from include.ops.maintenance import weekly

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 SCENARIOS = ("class_incremental", "task_incremental")
+POOLS = ("cls", "mean", "flatten")
 
 
 class _DictConfig:
@@ -51,18 +52,28 @@ class ModelConfig(_DictConfig):
     dropout: float = 0.0  # the data set is tiny and replay already regularises; dropout only slowed learning
     num_classes: int = 10  # capacity of the single head: every class the stream may ever bring
     max_tasks: int = 5  # capacity in tasks; learning more is refused instead of growing the model
-    pool: str = "cls"  # "cls" token or "mean" over patch tokens
+    pool: str = "flatten"  # "cls" token, "mean" over patch tokens, or "flatten" (all tokens side by side)
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size != 0:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.d_model % self.n_heads != 0:
             raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
-        if self.pool not in ("cls", "mean"):
-            raise ValueError(f"pool must be 'cls' or 'mean', got {self.pool!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
         for name in ("num_classes", "max_tasks", "n_layers", "channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def num_tokens(self) -> int:
+        """Patch tokens per image."""
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of the pooled representation the head reads."""
+        return self.num_tokens * self.d_model if self.pool == "flatten" else self.d_model
 
     @property
     def num_features(self) -> int:

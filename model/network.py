@@ -88,7 +88,7 @@ class TinyTransformer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, cfg.num_classes)
+        self.head = nn.Linear(cfg.feature_dim, cfg.num_classes)
         self.apply(self._init_weights)
         nn.init.normal_(self.pos_emb, std=0.02)
         if self.cls_token is not None:
@@ -130,7 +130,11 @@ class TinyTransformer(nn.Module):
         for block in self.blocks:
             x = block(x)
         x = self.ln_f(x)  # (B, T, C)
-        return x[:, 0] if self.cls_token is not None else x.mean(dim=1)  # (B, C)
+        if self.cfg.pool == "cls":
+            return x[:, 0]  # (B, C)
+        if self.cfg.pool == "mean":
+            return x.mean(dim=1)  # (B, C)
+        return x.flatten(1)  # (B, T*C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, num_classes) for flat (B, F) or image (B, C, H, W) input."""

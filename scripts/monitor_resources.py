@@ -66,14 +66,18 @@ def main(argv: list[str] | None = None) -> int:
             f"mem {snap['memory']['percent']}% | swap {snap['swap']['percent']}%"
         )
         for gpu in snap["gpus"]:
-            print(f"    gpu{gpu['index']} {gpu['name']}: {gpu['utilization_percent']:.0f}% util, "
-                  f"{gpu['memory_used_bytes'] / 2**30:.1f}/{gpu['memory_total_bytes'] / 2**30:.1f} GiB")  # fmt: skip
+            print(
+                f"    gpu{gpu['index']} {gpu['name']}: {gpu['utilization_percent']:.0f}% util, "
+                f"{gpu['memory_used_bytes'] / 2**30:.1f}/{gpu['memory_total_bytes'] / 2**30:.1f} GiB"
+            )
         for proc in snap["processes"]:
             if "error" in proc:
                 print(f"    pid {proc['pid']}: {proc['error']}")
             else:
-                print(f"    pid {proc['pid']} {proc['name']}: cpu {proc['cpu_percent']:.0f}%, "
-                      f"rss {proc['rss_bytes'] / 2**20:.0f} MiB, {proc['threads']} threads")  # fmt: skip
+                print(
+                    f"    pid {proc['pid']} {proc['name']}: cpu {proc['cpu_percent']:.0f}%, "
+                    f"rss {proc['rss_bytes'] / 2**20:.0f} MiB, {proc['threads']} threads"
+                )
         if i + 1 < args.samples:
             time.sleep(max(0.0, args.interval))
 

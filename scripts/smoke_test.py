@@ -9,8 +9,9 @@ scheduler, DAG processor), a token from ``POST /auth/token`` and the expected DA
 MLflow's health and experiment search; optionally Prometheus and the Pushgateway. Prints a PASS/FAIL table
 with the reason of every failure; exit 0 only when every check passed (1 otherwise, e.g. stack unreachable).
 
-Airflow credentials: ``--airflow-user``/``AIRFLOW_ADMIN_USER`` and ``AIRFLOW_ADMIN_PASSWORD`` (compose), or
-``--airflow-password-file`` (``airflow standalone``'s ``simple_auth_manager_passwords.json.generated``).
+Airflow credentials, first found: ``--airflow-user``/``--airflow-password``, env ``AIRFLOW_ADMIN_USER`` /
+``AIRFLOW_ADMIN_PASSWORD``, the deployment's ``.env`` (``--env-file``), or ``--airflow-password-file``
+(``airflow standalone``'s ``simple_auth_manager_passwords.json.generated``).
 """
 
 from __future__ import annotations
@@ -135,9 +136,23 @@ def check_app(run: SmokeRun, url: str) -> None:
     run.run("app /predict", predict)
 
 
-def _airflow_password(args: argparse.Namespace) -> str | None:
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` pairs of a docker-compose env file (comments and blank lines skipped); {} if absent."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text().splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def _airflow_password(args: argparse.Namespace, env_file: dict[str, str]) -> str | None:
     if args.airflow_password:
         return args.airflow_password
+    if env_file.get("AIRFLOW_ADMIN_PASSWORD"):
+        return env_file["AIRFLOW_ADMIN_PASSWORD"]
     if args.airflow_password_file and Path(args.airflow_password_file).exists():
         return json.loads(Path(args.airflow_password_file).read_text()).get(args.airflow_user)
     return None
@@ -227,7 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pushgateway-url", default=env("CT_SMOKE_PUSHGATEWAY_URL"), help="checked when given"
     )
-    parser.add_argument("--airflow-user", default=env("AIRFLOW_ADMIN_USER", "admin"))
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=Path(env("CT_ENV_FILE", ".env")),
+        help="the deployment's .env: Airflow admin credentials when not given otherwise",
+    )
+    parser.add_argument("--airflow-user", default=env("AIRFLOW_ADMIN_USER"))
     parser.add_argument("--airflow-password", default=env("AIRFLOW_ADMIN_PASSWORD"))
     parser.add_argument(
         "--airflow-password-file",
@@ -241,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         "--wait", type=float, default=0, help="retry for up to this many seconds (after a deploy)"
     )
     args = parser.parse_args(argv)
+    env_file = read_env_file(args.env_file)
+    args.airflow_user = args.airflow_user or env_file.get("AIRFLOW_ADMIN_USER") or "admin"
+    password = _airflow_password(args, env_file)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     expect = args.expect_dag if args.expect_dag is not None else ["continual_training"]
 
@@ -250,9 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         if "app" not in skip:
             check_app(run, args.app_url.rstrip("/"))
         if "airflow" not in skip:
-            check_airflow(
-                run, args.airflow_url.rstrip("/"), args.airflow_user, _airflow_password(args), expect
-            )
+            check_airflow(run, args.airflow_url.rstrip("/"), args.airflow_user, password, expect)
         if "mlflow" not in skip:
             check_mlflow(run, args.mlflow_url.rstrip("/"))
         check_prometheus_stack(run, args.prometheus_url, args.pushgateway_url)

@@ -159,6 +159,11 @@ def _check_train_overrides(value: str) -> str | None:
     return None
 
 
+def _check_image_tag(value: str) -> str | None:
+    ok = re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", value)
+    return None if ok else f"is not a valid image tag: {value!r}"
+
+
 def _check_ip(value: str) -> str | None:
     import ipaddress
 
@@ -192,20 +197,12 @@ ENV_FILE_SPECS: tuple[VarSpec, ...] = (
     VarSpec("CT_IMAGE_REGISTRY", lambda v: None if v else "is empty", "registry/namespace of the images"),
     VarSpec(
         "CT_IMAGE_TAG",
-        lambda v: (
-            None
-            if re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", v)
-            else f"is not a valid image tag: {v!r}"
-        ),
+        _check_image_tag,
         "the release tag to deploy, e.g. 1.4.0",
     ),
     VarSpec(
         "CT_PREVIOUS_IMAGE_TAG",
-        lambda v: (
-            None
-            if re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", v)
-            else f"is not a valid image tag: {v!r}"
-        ),
+        _check_image_tag,
         "the release before CT_IMAGE_TAG (used by docker-compose.rollback.yml)",
     ),
     VarSpec("CT_BIND_ADDRESS", _check_ip, "127.0.0.1 (private) or the host address to publish on"),
@@ -222,7 +219,7 @@ ENV_FILE_SPECS: tuple[VarSpec, ...] = (
         _check_fernet,
         "run `make deploy-env`, or `python -c 'from cryptography.fernet "
         "import Fernet; print(Fernet.generate_key().decode())'`",
-    ),  # fmt: skip
+    ),
     VarSpec("AIRFLOW_JWT_SECRET", _check_secret(), _GENERATE_HINT),
     VarSpec("AIRFLOW_API_SECRET_KEY", _check_secret(), _GENERATE_HINT),
     VarSpec("AIRFLOW_ADMIN_USER", _check_identifier, "a user name"),
@@ -274,7 +271,7 @@ PROCESS_SPECS: tuple[VarSpec, ...] = (
             "file",
             "databricks",
             host=False,
-        ),  # fmt: skip
+        ),
         "http://mlflow:5000 in compose, sqlite:///var/mlflow/mlflow.db embedded",
         required=False,
     ),
@@ -292,7 +289,7 @@ PROCESS_SPECS: tuple[VarSpec, ...] = (
         _check_url("unix", "tcp", "http", "https", "ssh", host=False),
         "e.g. unix://var/run/docker.sock",
         required=False,
-    ),  # fmt: skip
+    ),
     VarSpec("CT_SERVING_PORT", _check_int(1, 65535), "a TCP port", required=False),
     VarSpec("CT_API_TOKEN", _check_secret(24), _GENERATE_HINT, required=False),
     VarSpec(
@@ -314,8 +311,17 @@ PROCESS_SPECS: tuple[VarSpec, ...] = (
         required=False,
     ),
 )
-_PATH_VARS = ("CT_VAR_DIR", "CT_DATA_DIR", "CT_LANDING_DIR", "CT_VALIDATED_DIR", "CT_QUARANTINE_DIR", "CT_STATE_DIR",
-              "CT_BACKUP_DIR", "CT_LOG_DIR", "CT_REPORTS_DIR")  # fmt: skip
+_PATH_VARS = (
+    "CT_VAR_DIR",
+    "CT_DATA_DIR",
+    "CT_LANDING_DIR",
+    "CT_VALIDATED_DIR",
+    "CT_QUARANTINE_DIR",
+    "CT_STATE_DIR",
+    "CT_BACKUP_DIR",
+    "CT_LOG_DIR",
+    "CT_REPORTS_DIR",
+)
 
 
 def _redact_url(value: str) -> str:
@@ -679,8 +685,11 @@ def _print_problems(problems: list[Problem], what: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``check`` (default), ``generate``, ``backup``, ``apply``; exit 1 on any problem."""
-    parser = argparse.ArgumentParser(prog="python -m include.ops.config_check", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m include.ops.config_check",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command")
     check = sub.add_parser("check", help="validate the configuration (default)")
     check.add_argument("--env-file", type=Path, default=PROJECT_ROOT / ".env")
@@ -697,7 +706,10 @@ def main(argv: list[str] | None = None) -> int:
     app = sub.add_parser("apply", help="validate FILE, back up the env file, then replace it with FILE")
     app.add_argument("file", type=Path)
     app.add_argument("--env-file", type=Path, default=PROJECT_ROOT / ".env")
-    args = parser.parse_args(argv if argv is not None else sys.argv[1:] or ["check"])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "check")
+    args = parser.parse_args(argv)
 
     if args.command == "generate":
         path, generated = write_env(args.env_file)
@@ -733,8 +745,9 @@ def main(argv: list[str] | None = None) -> int:
         process_env="process-env" not in skip,
         expect_dags=args.expect_dag,
     )
-    checked = [c for c in ("env file", "process env", "compose", "prometheus", "dags") if c.replace(" ", "-")
-               not in skip and not (c == "env file" and args.no_env_file)]  # fmt: skip
+    checked = [c for c in ("process-env", "compose", "prometheus", "dags") if c not in skip]
+    if not args.no_env_file:
+        checked.insert(0, str(args.env_file))
     return _print_problems(problems, ", ".join(checked))
 
 

@@ -90,12 +90,15 @@ def system_check(paths: Settings, serving: ServingSettings) -> CheckResult:
         for i in range(torch.cuda.device_count()):
             free, total = torch.cuda.mem_get_info(i)
             pct = 100.0 * (total - free) / total
-            name = torch.cuda.get_device_name(i)
-            reserved = torch.cuda.memory_reserved(i)
             gpus.append(
-                {"device": f"gpu_{i}", "name": name, "percent": round(pct, 1), "reserved_bytes": reserved,
-                 "total_bytes": total}
-            )  # fmt: skip
+                {
+                    "device": f"gpu_{i}",
+                    "name": torch.cuda.get_device_name(i),
+                    "percent": round(pct, 1),
+                    "reserved_bytes": torch.cuda.memory_reserved(i),
+                    "total_bytes": total,
+                }
+            )
             if pct > warn:
                 result.issues.append(f"gpu_{i} memory {pct:.0f}% > {warn:.0f}%")
     result.details["gpu"] = gpus

@@ -14,13 +14,26 @@ from tests.backup.conftest import SECRET_VALUES, tree_digest
 
 def _predictions(checkpoint: Path, data_manifest: Path):
     import torch
-    from model.inference import load_model, predict_proba
 
     from model.data import load_manifest, load_task_csv
+    from model.inference import load_model, predict_proba
 
     model, _, _ = load_model(checkpoint)
     xs = [load_task_csv(data_manifest.parent / t.file).x_test for t in load_manifest(data_manifest).tasks]
     return predict_proba(model, torch.cat(xs))
+
+
+MLFLOW_SECRET = b"gateway-api-key-5e3b9d"
+
+
+def _store_mlflow_secret(db: Path) -> None:
+    """A gateway secret as MLflow keeps it in its own store (encrypted value + wrapped key)."""
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO secrets (secret_id, secret_name, encrypted_value, wrapped_dek, kek_version, masked_value, "
+            "created_at, last_updated_at) VALUES ('s1', 'openai', ?, ?, 1, 'sk-...9d', 0, 0)",
+            (MLFLOW_SECRET, b"wrapped-dek"),
+        )
 
 
 def test_backup_holds_everything_checksummed_and_no_secret(state):
@@ -101,10 +114,15 @@ def test_restore_gives_byte_identical_checkpoints_and_identical_predictions(stat
     champion = sorted(state.checkpoint_dir.glob("*.pt"))[1]
     data_manifest = state.data_dir / "manifest.json"
     before = _predictions(champion, data_manifest)
+    db = state.var_dir / "mlflow" / "mlflow.db"
+    _store_mlflow_secret(db)
     result = create_backup(settings=state)
     backed_up = tree_digest(state.state_dir)
-    db = state.var_dir / "mlflow" / "mlflow.db"
     aliases_before = aliases_from_sqlite(db, state.registered_model)
+    dump = Path(result.path) / "mlflow" / "mlflow.db"
+    assert MLFLOW_SECRET not in dump.read_bytes(), "MLflow-held secrets must be scrubbed from the backup"
+    with sqlite3.connect(dump) as conn:
+        assert conn.execute("SELECT count(*) FROM secrets").fetchone()[0] == 0
 
     # disaster: a checkpoint lost, another corrupted, the registry changed, the learner state garbled
     sorted(state.checkpoint_dir.glob("*.pt"))[0].unlink()
@@ -136,6 +154,9 @@ def test_restore_gives_byte_identical_checkpoints_and_identical_predictions(stat
     assert report.ok and report.backup_id == result.backup_id
     assert report.measured == report.recorded and len(report.measured) == 5
     assert report.health["status"] == "healthy"
+
+    with sqlite3.connect(db) as conn:  # the live store's secret survived the restore
+        assert conn.execute("SELECT encrypted_value FROM secrets").fetchone()[0] == MLFLOW_SECRET
 
     # the env file: non-secrets restored, the live secret kept
     env_text = Path(restored.config["env_file"]).read_text()
@@ -176,7 +197,7 @@ def test_backup_refused_while_recovery_holds_the_lock(state):
 
     with maintenance_lock("disaster_recovery:test", state.lock_file), pytest.raises(MaintenanceLocked):
         create_backup(settings=state)
-    assert not any(state.backup_dir.glob("2*")) if state.backup_dir.exists() else True
+    assert not state.backup_dir.exists() or not any(state.backup_dir.iterdir())
 
 
 def test_restore_refused_while_someone_else_holds_the_lock(state):

@@ -55,25 +55,35 @@ def artifacts_dirs() -> Path:
 
 
 @pytest.fixture(scope="session")
-def airflow(project: Project, artifacts_dirs: Path) -> Iterator[AirflowStack]:
+def mlflow_launcher(project: Project, artifacts_dirs: Path) -> Iterator[MlflowServer]:
+    """The (not yet started) MLflow server of the session; stopped at session end if it was started."""
+    server = MlflowServer(project, LOGS)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow(
+    project: Project, artifacts_dirs: Path, mlflow_launcher: MlflowServer, request: pytest.FixtureRequest
+) -> Iterator[AirflowStack]:
     """Airflow api-server + scheduler + dag-processor on the project (stopped at session end)."""
     stack = AirflowStack(project, LOGS)
     try:
         stack.start()
+        if any("mlflow_server" in item.fixturenames for item in request.session.items):
+            mlflow_launcher.launch()  # boots while Airflow trains; ``mlflow_server`` waits for it
         yield stack
     finally:
         stack.stop()
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(project: Project, artifacts_dirs: Path) -> Iterator[MlflowServer]:
+def mlflow_server(mlflow_launcher: MlflowServer) -> MlflowServer:
     """``mlflow server`` on the project's SQLite store, on the port the plugin links to."""
-    server = MlflowServer(project, LOGS)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    mlflow_launcher.start()
+    return mlflow_launcher
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,7 @@ class Proc:
             self.popen.wait(timeout=10)
 
 
-def stop_all(procs: list[Proc], timeout: float = 30.0) -> None:
+def stop_all(procs: list[Proc], timeout: float = 15.0) -> None:
     """Stop several servers at once: SIGTERM every group first, then wait/kill each."""
     for proc in procs:
         proc.terminate()
@@ -310,9 +310,10 @@ class MlflowServer:
         self.url = project.mlflow_url
         self.proc: Proc | None = None
 
-    def start(self, timeout: float = 120.0) -> None:
-        """Start the server and wait until it answers the REST API."""
-        env = clean_env()
+    def launch(self) -> None:
+        """Start the server process (once) without waiting for it."""
+        if self.proc is not None:
+            return
         cmd = [
             str(BIN / "mlflow"),
             "server",
@@ -327,13 +328,22 @@ class MlflowServer:
             "--workers",
             "1",
         ]
-        self.proc = start("mlflow-server", cmd, env, self.log_dir)
+        self.proc = start("mlflow-server", cmd, clean_env(), self.log_dir)
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        """Wait until the server answers its REST API."""
+        assert self.proc is not None, "launch() first"
 
         def up() -> bool:
             r = httpx.get(f"{self.url}/api/2.0/mlflow/experiments/search?max_results=10", timeout=5)
             return r.status_code == 200
 
         wait_until("MLflow server", up, timeout, [self.proc])
+
+    def start(self, timeout: float = 180.0) -> None:
+        """Start the server and wait until it answers the REST API."""
+        self.launch()
+        self.wait_ready(timeout)
 
     def stop(self) -> None:
         """Stop the server's process group."""

@@ -3,6 +3,8 @@ retention metrics, the accuracy-matrix image, and the registered model with its 
 
 from __future__ import annotations
 
+import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +24,20 @@ def js_number(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
 def test_mlflow_ui_shows_the_learned_run(
-    fresh_page: Any, project: Project, learned_run: dict[str, Any], mlflow_server: MlflowServer, shot: Any
+    fresh_page: Any,
+    project: Project,
+    learned_run: dict[str, Any],
+    mlflow_server: MlflowServer,
+    shot: Any,
+    tmp_path: Path,
 ) -> None:
     from mlflow import MlflowClient
 
@@ -47,16 +61,21 @@ def test_mlflow_ui_shows_the_learned_run(
     for metric in ("retention.task_0", "mean_retention", "acc.task_0"):
         row = page.get_by_role("row").filter(has_text=metric).first
         expect(row).to_contain_text(js_number(mlrun.data.metrics[metric]))
+    page.get_by_placeholder("Search metrics").fill("retention")
+    retention_row = page.get_by_role("row").filter(has_text="retention.task_0").first
+    retention_row.evaluate("row => row.scrollIntoView({block: 'center'})")
+    expect(page.get_by_role("row").filter(has_text="acc.task_0")).to_have_count(0)  # the filter applied
     shot(page, "mlflow-02-run-retention-metrics")
 
     page.get_by_role("tab", name="Artifacts").click()
     with page.expect_response(lambda r: "get-artifact" in r.url and "acc_matrix.png" in r.url) as got:
         page.get_by_text("acc_matrix.png", exact=True).first.click()
     assert got.value.status == 200
-    assert got.value.body()[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = png_size(Path(client.download_artifacts(run_id, "acc_matrix.png", str(tmp_path))))
     image = page.locator("img[src^='blob:']").first
     expect(image).to_be_visible()
-    assert image.evaluate("img => img.complete && img.naturalWidth > 0")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [width, height]
     shot(page, "mlflow-03-acc-matrix-artifact")
 
     # the champion link of the Airflow view lands on the registered version

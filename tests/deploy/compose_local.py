@@ -19,7 +19,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,10 @@ def image_kind(service: Mapping[str, Any]) -> str:
 
 
 def _container_ports(service: Mapping[str, Any]) -> list[int]:
-    ports = [int(p["target"]) if isinstance(p, dict) else int(str(p).split(":")[-1].split("/")[0])
-             for p in service.get("ports", [])]  # fmt: skip
+    ports = [
+        int(p["target"]) if isinstance(p, dict) else int(str(p).split(":")[-1].split("/")[0])
+        for p in service.get("ports", [])
+    ]
     ports += [int(str(p).split("/")[0]) for p in service.get("expose", [])]
     return sorted(set(ports))
 
@@ -280,32 +283,47 @@ class LocalStack:
         )
 
     def wait_healthy(
-        self, names: Iterable[str], timeout: float, since: float | None = None
+        self,
+        names: Iterable[str],
+        timeout: float,
+        since: float | None = None,
+        gates: Mapping[str, Callable[[], bool]] | None = None,
     ) -> dict[str, float]:
         """Poll each service's health check until it passes; seconds each took (from ``since``, a monotonic
-        time, else now). Fails fast when a process exits."""
+        time, else now). Fails fast when a process exits. A service's ``gates`` entry, a cheap probe, must
+        be true before its check runs: checks that start an Airflow or Celery CLI cost seconds of CPU each,
+        which polling them every second would take from the services still booting."""
         pending = list(names)
         started = time.monotonic()
         origin = started if since is None else since
         took: dict[str, float] = {}
         last: dict[str, str] = {}
-        while pending:
-            for name in list(pending):
-                local = self.services[name]
-                if local.proc is not None and local.proc.poll() is not None:
-                    raise AssertionError(f"{name} exited with {local.proc.returncode}:\n{self.tail(name)}")
-                result = self.check(name)
-                if result.returncode == 0:
-                    took[name] = time.monotonic() - origin
-                    pending.remove(name)
-                else:
-                    last[name] = (result.stdout + result.stderr)[-300:]
-            if pending and time.monotonic() - started > timeout:
-                details = "\n".join(f"--- {n}: {last.get(n)}\n{self.tail(n, 15)}" for n in pending)
-                raise AssertionError(f"not healthy after {timeout:.0f}s: {pending}\n{details}")
-            if pending:
-                time.sleep(1.0)
+        gates = gates or {}
+        with ThreadPoolExecutor(max_workers=8) as pool:  # the checks of one round run side by side
+            while pending:
+                for name in pending:
+                    proc = self.services[name].proc
+                    if proc is not None and proc.poll() is not None:
+                        raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
+                ready = [n for n in pending if n not in gates or gates[n]()]
+                last.update({n: "gate not open yet" for n in pending if n not in ready})
+                for name, result in zip(ready, pool.map(self.check, ready), strict=True):
+                    if result.returncode == 0:
+                        took[name] = time.monotonic() - origin
+                        pending.remove(name)
+                    else:
+                        last[name] = (result.stdout + result.stderr)[-300:]
+                if pending and time.monotonic() - started > timeout:
+                    details = "\n".join(f"--- {n}: {last.get(n)}\n{self.tail(n, 15)}" for n in pending)
+                    raise AssertionError(f"not healthy after {timeout:.0f}s: {pending}\n{details}")
+                if pending:
+                    time.sleep(1.0)
         return took
+
+    def log_contains(self, name: str, text: str) -> bool:
+        """Whether the service's log holds ``text`` (a readiness line such as Celery's ``ready.``)."""
+        path = self.services[name].log_path
+        return path.exists() and text in path.read_text(errors="replace")
 
     def tail(self, name: str, lines: int = 40) -> str:
         """The last ``lines`` of a service's log."""

@@ -137,6 +137,30 @@ def http_json(method: str, url: str, body: Any = None, token: str | None = None,
     return json.loads(raw) if raw else None
 
 
+def _cheap_gates(local: LocalStack) -> dict[str, Any]:
+    """Cheap probes that must pass before a CLI-based health check is worth its CPU (see wait_healthy)."""
+    api = local.services["airflow-apiserver"].url(8080)
+
+    def monitor(component: str):
+        def ready() -> bool:
+            try:
+                return (
+                    http_json("GET", f"{api}/api/v2/monitor/health", timeout=5)[component]["status"]
+                    == "healthy"
+                )
+            except (AssertionError, OSError, KeyError, ValueError):
+                return False
+
+        return ready
+
+    return {
+        "airflow-dag-processor": monitor("dag_processor"),
+        "airflow-triggerer": monitor("triggerer"),
+        "airflow-worker": lambda: local.log_contains("airflow-worker", " ready."),
+        "airflow-worker-gpu": lambda: local.log_contains("airflow-worker-gpu", " ready."),
+    }
+
+
 @dataclass
 class Stack:
     """The running local stack and what the tests need to talk to it."""
@@ -246,7 +270,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         took.update(local.wait_healthy(["mlflow"], timeout=300, since=started))
         local.start("app")  # depends_on: mlflow healthy
         rest = [*AIRFLOW_SERVICES, "app", "prometheus", "pushgateway"]
-        took.update(local.wait_healthy(rest, timeout=300, since=started))
+        took.update(local.wait_healthy(rest, timeout=300, since=started, gates=_cheap_gates(local)))
         took = {k: v for k, v in sorted(took.items(), key=lambda kv: kv[1])}
         took["total"] = time.monotonic() - started
         yield Stack(local, env, databases, s3_endpoint, var_dir, took)

@@ -18,9 +18,19 @@ from .compose_local import COMPOSE_FILE, ENV_EXAMPLE, ROLLBACK_FILE, ROOT, free_
 from .conftest import STACK_SERVICES, Stack, require_binaries, write_env_file
 
 CORE = {
-    "postgres", "redis", "minio", "minio-init", "mlflow", "airflow-init", "airflow-apiserver", "airflow-scheduler",
-    "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "app",
-}  # fmt: skip
+    "postgres",
+    "redis",
+    "minio",
+    "minio-init",
+    "mlflow",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "app",
+}
 PROFILES = {
     "gpu": {"airflow-worker-gpu"},
     "monitoring": {"prometheus", "pushgateway", "grafana"},

@@ -178,8 +178,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CT_TRAIN", "AIRFLOW__CELERY"))}
     return subprocess.run(
         [sys.executable, "-m", "include.ops.config_check", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_exit_codes(tmp_path: Path) -> None:
@@ -204,11 +208,19 @@ def test_make_targets_are_wired(tmp_path: Path) -> None:
     write_env_file(env)
     proc = subprocess.run(
         ["make", "--no-print-directory", "config-backup", f"ENV_FILE={env}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(list(tmp_path.glob(".env.backup.*"))) == 1
-    dry = subprocess.run(["make", "-n", "check-config", "validate-config", "test-smoke", "config-apply", "FILE=x"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    dry = subprocess.run(
+        ["make", "-n", "check-config", "validate-config", "test-smoke", "config-apply", "FILE=x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert dry.returncode == 0, dry.stderr
     assert "include.ops.config_check check" in dry.stdout and "scripts/smoke_test.py" in dry.stdout

@@ -163,8 +163,10 @@ def test_profiling_scripts_quick_mode(ct_env: Path, capsys: pytest.CaptureFixtur
     assert _script_main("profile_training")(["--quick"]) == 0
     assert _script_main("profile_inference")(["--quick", "--p95-target-ms", "60000"]) == 0
     names = sorted(p.name for p in out.iterdir())
-    for prefix, suffixes in (("training_", (".prof", "_cprofile.txt", "_torch_ops.txt", "_trace.json")),
-                             ("inference_", ("_cprofile.txt", "_torch_ops.txt", "_trace.json"))):  # fmt: skip
+    for prefix, suffixes in (
+        ("training_", (".prof", "_cprofile.txt", "_torch_ops.txt", "_trace.json")),
+        ("inference_", ("_cprofile.txt", "_torch_ops.txt", "_trace.json")),
+    ):
         for suffix in suffixes:
             assert any(n.startswith(prefix) and n.endswith(suffix) for n in names), (prefix, suffix, names)
     cprofile = next(out.glob("training_*_cprofile.txt")).read_text()
@@ -188,8 +190,12 @@ def test_optimize_batch_size_runs_as_the_runbook_calls_it(ct_env: Path) -> None:
     env = {**os.environ, "PYTHONPATH": ""}  # the script finds the project by itself
     proc = subprocess.run(
         [sys.executable, "scripts/optimize_batch_size.py", "--quick", "--device", "cpu"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "recommended batch size:" in proc.stdout
     report = json.loads(next((ct_env / "reports" / "profiles").glob("batch_size_train_*.json")).read_text())
@@ -209,8 +215,12 @@ def test_monitor_resources_snapshots_and_py_spy_dumps_a_process(ct_env: Path) ->
         time.sleep(0.5)
         proc = subprocess.run(
             [sys.executable, "scripts/monitor_resources.py", "--pid", str(child.pid), "--interval", "0.2"],
-            cwd=ROOT, env=os.environ, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=os.environ,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         child.kill()
         child.wait()
@@ -223,7 +233,20 @@ def test_monitor_resources_snapshots_and_py_spy_dumps_a_process(ct_env: Path) ->
     assert len(snap["cpu"]["percent_per_core"]) == os.cpu_count()
     assert "ct_marker_loop" in next(out.glob(f"pyspy_dump_{child.pid}_*.txt")).read_text()
     gone = subprocess.run(
-        [sys.executable, "scripts/monitor_resources.py", "--pid", str(child.pid), "--py-spy", "none", "--interval", "0.1"],
-        cwd=ROOT, env=os.environ, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "scripts/monitor_resources.py",
+            "--pid",
+            str(child.pid),
+            "--py-spy",
+            "none",
+            "--interval",
+            "0.1",
+        ],
+        cwd=ROOT,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert gone.returncode == 1 and "NoSuchProcess" in gone.stdout

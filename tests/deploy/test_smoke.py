@@ -32,12 +32,17 @@ def _smoke(
 
 def _stack_args(stack: Stack) -> list[str]:
     return [
-        "--app-url", stack.app_url,
-        "--airflow-url", stack.airflow_url,
-        "--mlflow-url", stack.mlflow_url,
-        "--prometheus-url", stack.url("prometheus", 9090),
-        "--pushgateway-url", stack.url("pushgateway", 9091),
-    ]  # fmt: skip
+        "--app-url",
+        stack.app_url,
+        "--airflow-url",
+        stack.airflow_url,
+        "--mlflow-url",
+        stack.mlflow_url,
+        "--prometheus-url",
+        stack.url("prometheus", 9090),
+        "--pushgateway-url",
+        stack.url("pushgateway", 9091),
+    ]
 
 
 @pytest.mark.integration
@@ -67,15 +72,37 @@ def test_smoke_passes_against_the_running_stack(local_stack: Stack, celery_run: 
 def test_smoke_names_what_failed(local_stack: Stack) -> None:
     proc = _smoke(
         *_stack_args(local_stack),
-        "--expect-dag", "no_such_dag",
-        "--airflow-password", "wrong-password",
-        "--skip", "app",
-    )  # fmt: skip
+        "--expect-dag",
+        "no_such_dag",
+        "--airflow-password",
+        "wrong-password",
+        "--skip",
+        "app",
+    )
     assert proc.returncode == 1
     assert "PASS  airflow /api/v2/monitor/health" in proc.stdout
     assert "FAIL  airflow POST /auth/token" in proc.stdout and "HTTP 401" in proc.stdout
     assert "PASS  mlflow /health" in proc.stdout
     assert "FAILED: airflow POST /auth/token, airflow /api/v2/dags" in proc.stdout
+
+
+def test_smoke_reads_airflow_credentials_from_the_env_file(tmp_path) -> None:
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("ct_smoke_script", SCRIPT)
+    module = module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    env = tmp_path / ".env"
+    env.write_text(
+        "# comment\nAIRFLOW_ADMIN_USER=ops\nAIRFLOW_ADMIN_PASSWORD='s3cret-value'\nLOG_LEVEL=INFO\n"
+    )
+    assert module.read_env_file(env) == {
+        "AIRFLOW_ADMIN_USER": "ops",
+        "AIRFLOW_ADMIN_PASSWORD": "s3cret-value",
+        "LOG_LEVEL": "INFO",
+    }
+    assert module.read_env_file(tmp_path / "missing.env") == {}
 
 
 def test_smoke_exits_non_zero_when_nothing_is_up() -> None:

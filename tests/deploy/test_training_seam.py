@@ -57,8 +57,14 @@ def test_operator_kwargs_request_every_gpu_and_mount_data_and_state(seam_env: Pa
     kwargs = training_seam.docker_training_operator_kwargs("task_2", {"epochs": 3, "lr": None}, settings)
     assert kwargs["image"] == training_seam.DEFAULT_IMAGE
     assert kwargs["command"] == [
-        "python", "-m", "include.ops.train_cli", "--task-id", "task_2", "--train-config", '{"epochs": 3}',
-    ]  # fmt: skip
+        "python",
+        "-m",
+        "include.ops.train_cli",
+        "--task-id",
+        "task_2",
+        "--train-config",
+        '{"epochs": 3}',
+    ]
     (request,) = kwargs["device_requests"]
     assert request.count == -1 and request.capabilities == [["gpu"]]
     mounts = {m["Target"]: m for m in kwargs["mounts"]}
@@ -105,9 +111,18 @@ def test_no_secret_reaches_the_container(seam_env: Path, monkeypatch: pytest.Mon
     for value in SECRETS.values():
         assert value not in dumped
     assert set(kwargs["environment"]) <= {
-        "CT_DATA_DIR", "CT_VALIDATED_DIR", "CT_STATE_DIR", "CT_LOG_DIR", "CT_TRAINING_BACKEND", "PYTHONUNBUFFERED",
-        "CT_TRAIN_OVERRIDES", "CT_LOG_LEVEL", "LOG_LEVEL", "ENVIRONMENT", "CUDA_VISIBLE_DEVICES",
-    }  # fmt: skip
+        "CT_DATA_DIR",
+        "CT_VALIDATED_DIR",
+        "CT_STATE_DIR",
+        "CT_LOG_DIR",
+        "CT_TRAINING_BACKEND",
+        "PYTHONUNBUFFERED",
+        "CT_TRAIN_OVERRIDES",
+        "CT_LOG_LEVEL",
+        "LOG_LEVEL",
+        "ENVIRONMENT",
+        "CUDA_VISIBLE_DEVICES",
+    }
     assert kwargs["environment"]["CT_TRAIN_OVERRIDES"] == '{"epochs": 2}'
 
 

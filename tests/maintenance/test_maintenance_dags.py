@@ -252,3 +252,21 @@ def test_monthly_audits_plans_reviews_and_lists_undocumented_items(world: World,
     assert items["Training throughput"]["status"] == "met"
     assert items["GPU memory utilization"]["status"] in ("met", "not met", "n/a")
     assert world.webhook.received[before:][-1]["body"]["kind"] == "maintenance_monthly"
+
+
+def test_make_health_is_the_runbook_health_check(world: World):
+    import subprocess
+
+    from model.serving.server import free_port
+
+    ok = subprocess.run(["make", "-s", "health", f"APP_URL={world.app_url}"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0 and "Health check passed" in ok.stdout, ok.stdout + ok.stderr
+    before = len(world.webhook.received)
+    dead = f"http://127.0.0.1:{free_port()}"
+    failed = subprocess.run(["make", "-s", "health", f"APP_URL={dead}", f"WEBHOOK_URL={world.webhook.url}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert failed.returncode != 0 and "Health check failed" in failed.stdout
+    assert world.webhook.received[before:] == [
+        {"path": "/hooks/ops", "body": {"text": "Health check failed"}}
+    ]

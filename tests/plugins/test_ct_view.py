@@ -73,6 +73,7 @@ def test_view_renders_heatmap_retention_and_aliases(seeded: dict[str, Any], plug
     assert re.search(r'data-testid="retention-task_0" data-value="0.6061".*?badge below', html, re.S)
     assert re.search(r'data-testid="retention-task_1" data-value="0.8763".*?badge ok', html, re.S)
     assert "below threshold: task_0" in html
+    assert "new-task acc 0.980 · avg acc 0.810" in html
     run1 = seeded["run_ids"][1]
     assert f'href="{UI}/#/experiments/{seeded["experiment_id"]}/runs/{run1}"' in html
     assert f"version {seeded['versions'][1]}" in html

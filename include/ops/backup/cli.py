@@ -332,10 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # importing Airflow (for the s3_backup connection) turns INFO logging on: the progress display suffices
+    logging.getLogger("include.ops").setLevel(level)
     try:
         return args.func(args)
     except (BackupError, MaintenanceLocked, ValueError) as exc:

@@ -225,8 +225,11 @@ class _Copier:
         def one(item: tuple[str, Path]) -> tuple[str, Path, int, str]:
             rel, src = item
             dst = self.root / prefix / rel
-            size, digest = copy_hashed(src, dst, fsync=False)
+            size, digest = copy_hashed(src, dst, fsync=False, make_parents=False)
             return f"{prefix}/{rel}", dst, size, digest
+
+        for folder in sorted({(self.root / prefix / rel).parent for rel, _ in files}):
+            folder.mkdir(parents=True, exist_ok=True)
 
         with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
             futures = [pool.submit(one, item) for item in files]

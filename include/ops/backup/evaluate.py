@@ -16,9 +16,8 @@ log = logging.getLogger(__name__)
 
 def task_accuracies(checkpoint: Path, task_manifest: Path) -> dict[str, float]:
     """Test accuracy of the checkpoint's model on every task of ``task_manifest`` (CSV files beside it)."""
-    from model.inference import load_model, predict_proba
-
     from model.data import load_manifest, load_task_csv
+    from model.inference import load_model, predict_proba
 
     model, _cfg, _meta = load_model(checkpoint)
     manifest = load_manifest(task_manifest)
@@ -52,6 +51,7 @@ def compare_accuracies(
 def health_check(checkpoint: Path, task_manifest: Path | None = None) -> dict[str, Any]:
     """Load ``checkpoint`` (sha256-verified, weights_only) and predict a batch; raise RuntimeError if unhealthy."""
     import torch
+
     from model.inference import load_model, predict_proba
 
     model, cfg, meta = load_model(checkpoint)

@@ -255,48 +255,59 @@ _SYNCFS = _libc_syncfs()
 def sync_files(root: Path, files: list[Path]) -> None:
     """Make ``files`` (all under ``root``) and their folders durable before a commit marker is written.
 
-    One ``syncfs(2)`` on the filesystem holding ``root`` replaces an fsync per file (Linux); elsewhere,
-    or if it fails, every file is fsynced. The folders are fsynced either way (new directory entries).
+    One ``syncfs(2)`` on the filesystem holding ``root`` writes out every file's data and every directory
+    entry at once (Linux). Elsewhere, or if it fails, each file and each folder up to ``root`` is fsynced.
     """
-    synced = False
     if _SYNCFS is not None:
         fd = os.open(root, os.O_RDONLY)
         try:
-            synced = _SYNCFS(fd) == 0
+            if _SYNCFS(fd) == 0:
+                return
         finally:
             os.close(fd)
-    if not synced:
-        for path in files:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    for directory in sorted({p.parent for p in files} | {root}, key=lambda p: len(p.parts), reverse=True):
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    dirs = {root}
+    for path in files:
+        parent = path.parent
+        while parent not in dirs and root in parent.parents:
+            dirs.add(parent)
+            parent = parent.parent
+    for directory in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
         fsync_dir(directory)
 
 
+def _buffer(fileobj) -> bytearray:
+    """A read buffer sized for the file (small files in one read), at most ``CHUNK``."""
+    return bytearray(min(CHUNK, os.fstat(fileobj.fileno()).st_size + 1))
+
+
 def sha256_file(path: Path) -> tuple[int, str]:
-    """``(size, hex sha256)`` of a file, read once in 1 MiB chunks."""
+    """``(size, hex sha256)`` of a file, read once in chunks of at most 1 MiB."""
     digest = hashlib.sha256()
     size = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
+        buf = _buffer(f)
+        view = memoryview(buf)
         while n := f.readinto(buf):
             digest.update(view[:n])
             size += n
     return size, digest.hexdigest()
 
 
-def copy_hashed(src: Path, dst: Path, fsync: bool = True) -> tuple[int, str]:
+def copy_hashed(src: Path, dst: Path, fsync: bool = True, make_parents: bool = True) -> tuple[int, str]:
     """Copy ``src`` to ``dst`` hashing the bytes on the way (one read); return ``(size, sha256)``."""
     digest = hashlib.sha256()
     size = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        dst.parent.mkdir(parents=True, exist_ok=True)
     with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+        buf = _buffer(fin)
+        view = memoryview(buf)
         while n := fin.readinto(buf):
             digest.update(view[:n])
             fout.write(view[:n])

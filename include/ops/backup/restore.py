@@ -45,6 +45,7 @@ from include.ops.backup.layout import (
     read_manifest,
     resolve_inside,
     sha256_file,
+    sync_files,
 )
 from include.ops.backup.s3 import S3Store
 from include.ops.lock import maintenance_lock
@@ -188,24 +189,21 @@ def _stage_tree(
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     tracker = ProgressLog(f"stage {prefix}", len(entries), sum(e.size for e in entries), progress)
-    dirs = {dest}
-    out = []
+    written = []
     for entry in entries:
         rel = entry.path[len(prefix) + 1 :]
         src = resolve_inside(root, entry.path, where=f"backup {manifest.backup_id}")
         dst = dest / rel
-        size, digest = copy_hashed(src, dst)
+        size, digest = copy_hashed(src, dst, fsync=False)
         if (size, digest) != (entry.size, entry.sha256):
             raise BackupIntegrityError(
                 f"backup {manifest.backup_id} changed while restoring, nothing restored",
                 [f"{entry.path}: sha256 {digest} != recorded {entry.sha256}"],
             )
-        dirs.add(dst.parent)
-        out.append(rel)
+        written.append(dst)
         tracker.advance(size)
-    for directory in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-        fsync_dir(directory)
-    return out
+    sync_files(dest, written)  # durable before the swap makes it live
+    return [p.relative_to(dest).as_posix() for p in written]
 
 
 def _diff_tree(staged: Path, live: Path) -> dict[str, list[str]]:
@@ -268,7 +266,7 @@ def restore_backup(
 ) -> RestoreResult:
     """Restore backup ``backup_id`` (None/``latest``: latest complete) from ``source`` into ``target`` (live).
 
-    Order: validate the id -> take the maintenance lock (live target; re-entrant for ``holder``) -> verify
+    Order: validate the id -> take the maintenance lock (live target, not for a dry run; re-entrant for ``holder``) -> verify
     every checksum -> stage -> (``dry_run``: report the changes and stop) -> swap folders, MLflow store,
     configuration. Raises BackupIntegrityError naming bad files before anything live is touched.
     """
@@ -276,7 +274,9 @@ def restore_backup(
     target = target or RestoreTarget.live_target(settings)
     backup_id = resolve_backup_id(backup_id, settings, source, store)
     started = time.monotonic()
-    lock = maintenance_lock(holder or f"restore:{backup_id}", settings.lock_file) if target.live else None
+    # a dry run only reads live state: it needs no lock (and must not block on a recovery in progress)
+    needs_lock = target.live and not dry_run
+    lock = maintenance_lock(holder or f"restore:{backup_id}", settings.lock_file) if needs_lock else None
     with lock or contextlib.nullcontext():
         root, manifest = verified_copy(backup_id, source, settings, store, progress)
         result = RestoreResult(

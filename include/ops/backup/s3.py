@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CONN_ID = "s3_backup"
 DEFAULT_BUCKET = "continual-transformer-backups"
 DEFAULT_PREFIX = "continual-transformer"
+MULTIPART_BYTES = 256 << 20  # single PUT below this; multipart above (S3 caps a PUT at 5 GiB)
 
 
 class RemoteUnavailable(BackupError):
@@ -117,14 +118,23 @@ class S3Store:
         return out
 
     def upload(self, path: Path, sha256: str, size: int) -> None:
-        """Upload one file as its content object; the server verifies the SHA-256 on receipt."""
+        """Upload one file as its content object; the server verifies the SHA-256 on receipt.
+
+        Files above ``MULTIPART_BYTES`` go through the transfer manager (multipart, SHA-256 per part).
+        """
+        key = self.object_key(sha256)
+        if size > MULTIPART_BYTES:
+            extra = {"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": sha256}}
+            self._call(f"upload of {path.name}", self.client.upload_file, Filename=str(path), Bucket=self.bucket,
+                       Key=key, ExtraArgs=extra)  # fmt: skip
+            return
         checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
         with open(path, "rb") as body:
             self._call(
                 f"upload of {path.name}",
                 self.client.put_object,
                 Bucket=self.bucket,
-                Key=self.object_key(sha256),
+                Key=key,
                 Body=body,
                 ContentLength=size,
                 ChecksumSHA256=checksum,

@@ -60,21 +60,39 @@ def bandit_scan(root: Path, dirs: Iterable[str] = CODE_DIRS) -> dict[str, Any]:
             "errors": data.get("errors", [])}  # fmt: skip
 
 
-_SECRET_PATTERNS = (
+_TOKEN_PATTERNS = (
     ("aws_access_key", re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")),
     ("private_key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
-    ("url_credentials", re.compile(r"[a-z][a-z0-9+.-]*://[^\s:/@'\"]+:([^\s@'\"$]{3,})@", re.IGNORECASE)),
-    (
-        "assigned_secret",
-        re.compile(
-            r"(?i)[\"']?\b[\w.-]*(password|passwd|secret|token|api[_-]?key|access[_-]?key)[\w.-]*\b[\"']?"
-            r"\s*[:=]\s*[\"']?([^\s\"',}#]{4,})"
-        ),
-    ),
 )
-_PLACEHOLDER = re.compile(
-    r"^(\$\{?|\{\{|<|%\(|\*+$|changeme$|example|xxx|null$|none$|true$|false$)", re.IGNORECASE
+_URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^\s:/@'\"]*:(?P<value>[^\s@'\"]+)@", re.IGNORECASE)
+_KEY_VALUE = re.compile(r"""^\s*(?:-\s*)?(?:export\s+)?["']?(?P<key>[\w.-]+)["']?\s*[:=]\s*(?P<value>.*)$""")
+_SECRET_KEY = re.compile(
+    r"(password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)", re.IGNORECASE
 )
+_REFERENCE_KEY = re.compile(r"(name|file|path|ref|dir|arn|_env|expiry|ttl|seconds|length)$", re.IGNORECASE)
+
+
+def _literal(raw: str) -> str:
+    """A config value without quotes, trailing comma or trailing comment."""
+    value = raw.strip()
+    if value and value[0] in "\"'":
+        end = value.find(value[0], 1)
+        return value[1:end] if end > 0 else value[1:]
+    return re.split(r"\s+#", value, maxsplit=1)[0].rstrip(",").strip()
+
+
+def _placeholder(value: str) -> bool:
+    """References and obvious templates, not secrets: ${VAR}, {{ x }}, <x>, change-me, UPPER_CASE, numbers."""
+    low = value.lower()
+    return (
+        not value
+        or any(mark in value for mark in ("${", "{{", "<", "%("))
+        or value.startswith("$")
+        or low in ("null", "none", "true", "false", "~", "''", '""')
+        or low.startswith(("change-me", "changeme", "example", "xxx", "***"))
+        or re.fullmatch(r"[A-Z_]+", value) is not None
+        or re.fullmatch(r"[\d.]+[smhd]?", value) is not None
+    )
 
 
 def _config_files(root: Path) -> Iterable[Path]:
@@ -93,7 +111,11 @@ def _config_files(root: Path) -> Iterable[Path]:
 
 
 def scan_config_secrets(root: Path) -> list[dict[str, Any]]:
-    """Literal secrets in configuration files (keys, passwords, credentials in URLs); values are redacted."""
+    """Literal secrets in configuration files: keys, passwords/tokens given as literal values, credentials in URLs.
+
+    Comments, ``${VAR}``/``{{ }}`` references, ``change-me`` placeholders and ``*_NAME``/``*_FILE`` style
+    references are not findings. Values are redacted in the result.
+    """
     findings = []
     for path in _config_files(root):
         try:
@@ -101,16 +123,22 @@ def scan_config_secrets(root: Path) -> list[dict[str, Any]]:
         except (OSError, UnicodeDecodeError):
             continue
         for lineno, line in enumerate(text.splitlines(), 1):
-            for kind, rx in _SECRET_PATTERNS:
-                match = rx.search(line)
-                if not match:
-                    continue
-                value = match.group(match.lastindex or 0)
-                if kind in ("assigned_secret", "url_credentials") and _PLACEHOLDER.match(value):
-                    continue
+            if line.lstrip().startswith(("#", "//", ";")):
+                continue
+            line = re.split(r"\s+#\s", line, maxsplit=1)[0]  # a trailing comment is documentation, not config
+            kind, value = None, ""
+            for name, rx in _TOKEN_PATTERNS:
+                if match := rx.search(line):
+                    kind, value = name, match.group(0)
+            if kind is None and (match := _URL_CREDENTIALS.search(line)) and not _placeholder(match["value"]):
+                kind, value = "url_credentials", match["value"]
+            if kind is None and (match := _KEY_VALUE.match(line)):
+                key, literal = match["key"], _literal(match["value"])
+                if _SECRET_KEY.search(key) and not _REFERENCE_KEY.search(key) and not _placeholder(literal):
+                    kind, value = "assigned_secret", literal
+            if kind is not None:
                 findings.append({"file": os.path.relpath(path, root), "line": lineno, "kind": kind,
                                  "value": value[:2] + "***"})  # fmt: skip
-                break
     return findings
 
 

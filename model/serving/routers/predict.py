@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -29,7 +28,7 @@ log = logging.getLogger("model.serving")
         }
     },
 )
-async def predict(request: Request) -> Response:
+async def predict(request: Request) -> PredictResponse:
     """Classify every image (503 without a model); a request over the threshold logs ``slow inference``."""
     try:  # validated straight from the bytes (pydantic-core): the hot path skips json.loads + dict walking
         body = PredictRequest.model_validate_json(await request.body())
@@ -62,11 +61,9 @@ async def predict(request: Request) -> Response:
             elapsed * 1000, len(x), state.serving.slow_inference_ms,
             extra={"duration_ms": round(elapsed * 1000, 1), "rows": len(x)},
         )  # fmt: skip
-    # built by hand: re-validating a response this regular would cost more than the forward itself
-    body = {
-        "model_version": loaded.version,
-        "model_source": loaded.source,
-        "classes": probs.argmax(axis=1).tolist(),
-        "probabilities": np.round(probs, 6).tolist(),
-    }
-    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+    return PredictResponse(
+        model_version=loaded.version,
+        model_source=loaded.source,
+        classes=probs.argmax(axis=1).tolist(),
+        probabilities=np.round(probs, 6).tolist(),
+    )
