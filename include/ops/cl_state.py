@@ -43,24 +43,23 @@ def model_version_link(ui_url: str, model_name: str, version: str) -> str:
 
 
 @contextlib.contextmanager
-def fail_fast_http(max_retries: int = 1, timeout_s: int = 10) -> Iterator[None]:
-    """Within the block, MLflow's HTTP client gives up quickly (its default retries last minutes).
-
-    Only variables the caller has not set are touched, and they are removed again on exit.
-    """
-    added = []
-    for name, value in (
-        ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", max_retries),
-        ("MLFLOW_HTTP_REQUEST_TIMEOUT", timeout_s),
-    ):
-        if name not in os.environ:
-            os.environ[name] = str(value)
-            added.append(name)
+def env_defaults(**values: str) -> Iterator[None]:
+    """Within the block, set the env vars the caller has not set; remove exactly those again on exit."""
+    added = [name for name in values if name not in os.environ]
+    for name in added:
+        os.environ[name] = values[name]
     try:
         yield
     finally:
         for name in added:
             os.environ.pop(name, None)
+
+
+def fail_fast_http(max_retries: int = 1, timeout_s: int = 10) -> contextlib.AbstractContextManager[None]:
+    """Within the block, MLflow's HTTP client gives up quickly (its default retries last minutes)."""
+    return env_defaults(
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES=str(max_retries), MLFLOW_HTTP_REQUEST_TIMEOUT=str(timeout_s)
+    )
 
 
 def _finite(value: Any) -> float | None:
@@ -72,6 +71,14 @@ def _finite(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def _sqlite_store_missing(tracking_uri: str) -> bool:
+    """True for a ``sqlite:///`` URI whose file does not exist: nothing was tracked yet (and reading must not
+    create it)."""
+    return (
+        tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).exists()
+    )
 
 
 def _client(tracking_uri: str):  # -> mlflow.MlflowClient; mlflow is imported lazily to keep importers light
@@ -94,7 +101,11 @@ def _learned_runs(client: Any, experiment_id: str) -> list[Any]:
 
 def read_acc_matrix(client: Any, run_id: str) -> dict[str, Any] | None:
     """The run's ``acc_matrix.json`` as ``{"task_ids", "matrix"}``, or None when absent or malformed."""
-    with tempfile.TemporaryDirectory(prefix="ct-accm-") as tmp:
+    # no tqdm bar from MLflow on the operator's terminal for a 1 KiB file
+    with (
+        tempfile.TemporaryDirectory(prefix="ct-accm-") as tmp,
+        env_defaults(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"),
+    ):
         try:
             local = client.download_artifacts(run_id, "acc_matrix.json", tmp)
             raw = json.loads(Path(local).read_text())
@@ -186,6 +197,8 @@ def continual_state(
     ui = (ui_url or mlflow_ui_url()).rstrip("/")
     state = empty_state(experiment, model_name, tracking_uri, threshold)
     state["mlflow_ui_url"] = ui
+    if _sqlite_store_missing(tracking_uri):
+        return state
     client = _client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp is not None else None
@@ -228,6 +241,8 @@ def learning_history(
 ) -> list[dict]:
     """One row per learned run, oldest first, with its headline metrics, model version and aliases."""
     ui = (ui_url or mlflow_ui_url()).rstrip("/")
+    if _sqlite_store_missing(tracking_uri):
+        return []
     client = _client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:

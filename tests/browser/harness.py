@@ -71,7 +71,7 @@ class Proc:
             self.popen.wait(timeout=10)
 
 
-def stop_all(procs: list[Proc], timeout: float = 15.0) -> None:
+def stop_all(procs: list[Proc], timeout: float = 10.0) -> None:
     """Stop several servers at once: SIGTERM every group first, then wait/kill each."""
     for proc in procs:
         proc.terminate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,3 +102,10 @@ def test_fail_fast_http_is_scoped_and_respects_the_caller(monkeypatch: pytest.Mo
         assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "99"
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "99"
+
+
+def test_a_missing_sqlite_store_is_empty_and_not_created(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}"
+    assert cl_state.continual_state(uri, EXPERIMENT, MODEL)["tasks_learned"] == 0
+    assert cl_state.learning_history(uri, EXPERIMENT, MODEL) == []
+    assert not (tmp_path / "nowhere").exists()
