@@ -36,11 +36,15 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
+from airflow.exceptions import AirflowSkipException
 from airflow.sdk import Param, dag, task
 
 from include.assets import CHECKPOINT, VALIDATED_BATCH
 
+CHECKPOINT_EXTRA = ("task_id", "checkpoint_path", "checkpoint_sha256", "mlflow_run_id")
 TRAINING_QUEUE = os.environ.get("CT_TRAINING_QUEUE", "default")
+# inprocess: the `train` task learns on its worker; docker: a GPU container learns, `track` records it.
+TRAINING_BACKEND = os.environ.get("CT_TRAINING_BACKEND", "inprocess").strip().lower() or "inprocess"
 
 
 @dag(
@@ -99,7 +103,9 @@ def continual_training():
         for events in (triggering_asset_events or {}).values():
             event_tasks += [e.extra["task_id"] for e in events if (e.extra or {}).get("task_id")]
         tasks = plan_tasks(get_settings(), params.get("task_id"), event_tasks)
-        print(f"planned tasks: {tasks or 'none (everything in the manifest is learned)'}")
+        if not tasks:
+            raise AirflowSkipException("nothing to learn: every available task is learned")
+        print(f"planned tasks: {tasks}")
         return tasks
 
     @task(queue=TRAINING_QUEUE, outlets=[CHECKPOINT])
@@ -119,12 +125,7 @@ def continual_training():
         summaries = [learn_one(settings, t, cfg, dag_run.dag_id, dag_run.run_id) for t in task_ids]
         if summaries:
             last = summaries[-1]
-            outlet_events[CHECKPOINT].extra = {
-                "task_id": last["task_id"],
-                "checkpoint_path": last["checkpoint_path"],
-                "checkpoint_sha256": last["checkpoint_sha256"],
-                "mlflow_run_id": last["mlflow_run_id"],
-            }
+            outlet_events[CHECKPOINT].extra = {k: last[k] for k in CHECKPOINT_EXTRA}
         return summaries
 
     @task
@@ -148,7 +149,29 @@ def continual_training():
                 "gate failed: " + " | ".join(f"{d['task_id']}: {'; '.join(d['reasons'])}" for d in failed)
             )
 
-    summaries = train(plan())
+    @task(outlets=[CHECKPOINT])
+    def track(result_line: str, dag_run=None, outlet_events=None) -> list[dict]:
+        """Record the container's LearnResult in MLflow; emit the checkpoint Asset."""
+        from include.ops.settings import get_settings
+        from include.ops.training import record_container_result
+
+        summary = record_container_result(get_settings(), result_line, dag_run.dag_id, dag_run.run_id)
+        outlet_events[CHECKPOINT].extra = {k: summary[k] for k in CHECKPOINT_EXTRA}
+        return [summary]
+
+    planned = plan()
+    if TRAINING_BACKEND == "docker":
+        from include.ops.training_seam import build_docker_training_operator
+
+        container = build_docker_training_operator(
+            "train_container",
+            cl_task_id="{{ ti.xcom_pull(task_ids='plan')[0] }}",
+            conf="{{ params | tojson }}",
+        )
+        planned >> container
+        summaries = track(container.output)
+    else:
+        summaries = train(planned)
     gate(register(summaries))
 
 

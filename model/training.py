@@ -100,6 +100,10 @@ def train_task(
     x, y = x.to(device), y.to(device)
     forward = torch.compile(model) if cfg.compile else model
     table = ctx.label_mask_table(device)
+    import os
+    if os.environ.get("EXP_ACE") and ctx.scenario == "class_incremental":
+        cur = ctx.class_mask(ctx.classes, device)
+        table[list(ctx.classes)] = cur
     model.train()
     strategy.before_task(model, ctx, x, y)
     import os
@@ -111,6 +115,8 @@ def train_task(
     balanced = strategy.finetune_set(ctx)
     if balanced is not None and cfg.finetune_epochs > 0:
         phase = _Phase("finetune", *balanced, cfg.finetune_epochs, cfg.finetune_lr, use_hooks=False)
+        if os.environ.get("EXP_ACE"):
+            table = ctx.label_mask_table(device)
         _run_phase(forward, model, optimizer, strategy, phase, table, ctx, cfg, device, None)
     model.eval()
     return epoch_losses

@@ -14,16 +14,10 @@ import dataclasses
 import json
 import sys
 import traceback
-from pathlib import Path
 from typing import Any
 
 from include.ops.settings import Settings, get_settings
-
-
-def manifest_for(settings: Settings) -> Path:
-    """The manifest training reads: ``validated_dir/manifest.json`` once validation has run, else the stream's."""
-    validated = settings.validated_dir / "manifest.json"
-    return validated if validated.exists() else settings.manifest_path
+from include.ops.training import manifest_path, resolve_train_config
 
 
 def parse_train_config(raw: str) -> tuple[dict[str, Any], list[str]]:
@@ -51,14 +45,16 @@ def _result_dict(result: Any) -> dict[str, Any]:
 
 
 def learn(task_id: str, overrides: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    """Learn ``task_id`` into the learner state of ``settings`` with TrainConfig ``overrides``; return the result."""
+    """Learn ``task_id`` into the learner state of ``settings`` (overrides file <- env <- ``overrides``)."""
     from model.config import TrainConfig
     from model.learner import ContinualLearner
 
     settings = settings or get_settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     learner = ContinualLearner(
-        manifest_for(settings), settings.state_dir, train_cfg=TrainConfig.from_dict(overrides)
+        manifest_path(settings),
+        settings.state_dir,
+        train_cfg=TrainConfig.from_dict(resolve_train_config(overrides)),
     )
 
     def on_epoch_end(epoch: int, loss: float) -> None:

@@ -74,7 +74,9 @@ def plan_tasks(settings: Settings, requested: str | None, event_task_ids: list[s
             raise TrainingRefused(f"task {requested!r} is already learned (see its MLflow run)")
         data_file = manifest_path(settings).parent / manifest.task(requested).file
         if not data_file.exists():
-            raise TrainingRefused(f"task {requested!r} has no data at {data_file} (has its batch passed validation?)")
+            raise TrainingRefused(
+                f"task {requested!r} has no data at {data_file} (has its batch passed validation?)"
+            )
         return [requested]
     if event_task_ids:
         unknown = sorted(set(event_task_ids) - set(known))
@@ -130,16 +132,10 @@ def _push_metrics(result: dict[str, Any]) -> None:
     push_training_metrics(result["task_id"], float(losses[-1]), dict(result["retention"]))
 
 
-def learn_one(
-    settings: Settings, task_id: str, train_cfg: dict[str, Any], dag_id: str, dag_run_id: str
-) -> dict[str, Any]:
-    """Learn one task into its own MLflow run, idempotent per (DAG run, task); returns a small summary."""
+def _learned_summary(settings: Settings, dag_run_id: str, task_id: str):
+    """(existing MLflow run or None, summary if this DAG run already learned the task)."""
     import mlflow
 
-    from model.config import TrainConfig
-    from model.learner import ContinualLearner
-
-    exp_id = tracking.ensure_experiment(settings)
     existing = tracking.find_run(settings, dag_run_id, task_id)
     if existing is not None and existing.data.tags.get(tracking.TAG_STATUS) == tracking.STATUS_LEARNED:
         log.info(
@@ -148,44 +144,34 @@ def learn_one(
         path = mlflow.artifacts.download_artifacts(
             run_id=existing.info.run_id, artifact_path="learn_result.json"
         )
-        return _summary(json.loads(Path(path).read_text()), existing.info.run_id)
+        return existing, _summary(json.loads(Path(path).read_text()), existing.info.run_id)
+    return existing, None
 
-    _check_lock(settings)
-    learner = ContinualLearner(
-        manifest_path(settings), settings.state_dir, train_cfg=TrainConfig.from_dict(train_cfg)
-    )
-    if task_id in learner.learned_tasks:
-        raise TrainingRefused(
-            f"task {task_id!r} is already in the learner state {settings.state_dir} but MLflow has no learned run "
-            "for it: restore a consistent backup (make restore) before training again"
-        )
-    mlc = tracking.client(settings)
+
+def open_run(settings: Settings, task_id: str, dag_id: str, dag_run_id: str, existing: Any = None) -> str:
+    """The MLflow run id for (DAG run, task): the existing one on a retry, else a new run."""
     if existing is not None:
-        run_id = existing.info.run_id
-        log.info("resuming MLflow run %s for %s (retry of DAG run %s)", run_id, task_id, dag_run_id)
-    else:
-        run = mlc.create_run(
-            exp_id,
-            run_name=f"{task_id}",
-            tags={
-                tracking.TAG_TASK_ID: task_id,
-                tracking.TAG_DAG_ID: dag_id,
-                tracking.TAG_DAG_RUN_ID: dag_run_id,
-            },
+        log.info(
+            "resuming MLflow run %s for %s (retry of DAG run %s)", existing.info.run_id, task_id, dag_run_id
         )
-        run_id = run.info.run_id
+        return existing.info.run_id
+    run = tracking.client(settings).create_run(
+        tracking.ensure_experiment(settings),
+        run_name=task_id,
+        tags={
+            tracking.TAG_TASK_ID: task_id,
+            tracking.TAG_DAG_ID: dag_id,
+            tracking.TAG_DAG_RUN_ID: dag_run_id,
+        },
+    )
+    return run.info.run_id
 
-    def on_epoch_end(epoch: int, loss: float) -> None:
-        log.info("task %s epoch %d loss %.4f", task_id, epoch, loss)
 
-    started = time.monotonic()
-    try:
-        result = learner.learn_task(task_id, on_epoch_end=on_epoch_end).to_dict()
-    except Exception:
-        mlc.set_terminated(run_id, status="FAILED")
-        raise
-    log.info("learned %s in %.1fs; accuracies %s", task_id, time.monotonic() - started, result["accuracies"])
+def record_result(settings: Settings, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Log a LearnResult dict into its MLflow run and mark the task learned; returns the small summary."""
+    import mlflow
 
+    mlc = tracking.client(settings)
     existing_params = set(mlc.get_run(run_id).data.params)
     params = tracking.flat_params(result["model_config"], result["train_config"])
     with mlflow.start_run(run_id=run_id):
@@ -207,6 +193,58 @@ def learn_one(
         mlflow.set_tag(tracking.TAG_STATUS, tracking.STATUS_LEARNED)
     _push_metrics(result)
     return _summary(result, run_id)
+
+
+def learn_one(
+    settings: Settings, task_id: str, train_cfg: dict[str, Any], dag_id: str, dag_run_id: str
+) -> dict[str, Any]:
+    """Learn one task in-process into its own MLflow run, idempotent per (DAG run, task); returns a summary."""
+    from model.config import TrainConfig
+    from model.learner import ContinualLearner
+
+    existing, done = _learned_summary(settings, dag_run_id, task_id)
+    if done is not None:
+        return done
+    _check_lock(settings)
+    learner = ContinualLearner(
+        manifest_path(settings), settings.state_dir, train_cfg=TrainConfig.from_dict(train_cfg)
+    )
+    if task_id in learner.learned_tasks:
+        raise TrainingRefused(
+            f"task {task_id!r} is already in the learner state {settings.state_dir} but MLflow has no learned run "
+            "for it: restore a consistent backup (make restore) before training again"
+        )
+    run_id = open_run(settings, task_id, dag_id, dag_run_id, existing)
+
+    def on_epoch_end(epoch: int, loss: float) -> None:
+        log.info("task %s epoch %d loss %.4f", task_id, epoch, loss)
+
+    started = time.monotonic()
+    try:
+        result = learner.learn_task(task_id, on_epoch_end=on_epoch_end).to_dict()
+    except Exception:
+        tracking.client(settings).set_terminated(run_id, status="FAILED")
+        raise
+    log.info("learned %s in %.1fs; accuracies %s", task_id, time.monotonic() - started, result["accuracies"])
+    return record_result(settings, run_id, result)
+
+
+def record_container_result(
+    settings: Settings, result_line: str, dag_id: str, dag_run_id: str
+) -> dict[str, Any]:
+    """Track the LearnResult JSON line printed by the GPU training container (`include.ops.train_cli`)."""
+    try:
+        result = json.loads(result_line)
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"training container did not print a LearnResult JSON line: {str(result_line)[:200]!r}"
+        ) from exc
+    existing, done = _learned_summary(settings, dag_run_id, result["task_id"])
+    if done is not None:
+        return done
+    return record_result(
+        settings, open_run(settings, result["task_id"], dag_id, dag_run_id, existing), result
+    )
 
 
 def _log_data_quality(settings: Settings, run_id: str) -> None:

@@ -163,3 +163,54 @@ def test_next_task_waits_for_validated_data(small_training):
     with pytest.raises(training.TrainingRefused, match="has no data"):
         training.plan_tasks(settings, "task_0", [])
     assert training.plan_tasks(settings, None, ["task_1"]) == ["task_1"]
+
+
+def test_docker_backend_wires_container_then_tracking(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("CT_TRAINING_BACKEND", "docker")
+    monkeypatch.setenv("CT_TRAINING_QUEUE", "gpu")
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "continual_training.py"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.get_dag("continual_training")
+    assert {t.task_id for t in dag.tasks} == {"plan", "train_container", "track", "register", "gate"}
+    container = dag.get_task("train_container")
+    assert type(container).__name__ == "DockerOperator"
+    assert container.queue == "gpu"
+    assert container.upstream_task_ids == {"plan"}
+    assert dag.get_task("track").upstream_task_ids == {"train_container"}
+    assert "include.ops.train_cli" in " ".join(container.command)
+    assert [o.name for o in dag.get_task("track").outlets] == ["model_checkpoint"]
+
+
+def test_container_result_line_is_tracked_once(small_training):
+    import subprocess
+    import sys
+
+    from include.ops import tracking, training
+
+    settings = small_training
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "include.ops.train_cli",
+            "--task-id",
+            "task_0",
+            "--train-config",
+            '{"strategy": "naive"}',
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = out.stdout.strip().splitlines()[-1]
+    first = training.record_container_result(settings, line, "continual_training", "manual__container")
+    again = training.record_container_result(settings, line, "continual_training", "manual__container")
+    assert first["mlflow_run_id"] == again["mlflow_run_id"]
+    assert tracking.learned_task_ids(settings) == ["task_0"]
+    with pytest.raises(ValueError, match="LearnResult JSON"):
+        training.record_container_result(
+            settings, "Traceback (most recent call last)", "continual_training", "x"
+        )
