@@ -62,7 +62,7 @@ def fail_fast_http(max_retries: int = 1, timeout_s: int = 10) -> contextlib.Abst
     )
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
     """``value`` as a float, or None when missing, NaN or infinite (JSON has no NaN)."""
     if value is None:
         return None
@@ -110,7 +110,7 @@ def read_acc_matrix(client: Any, run_id: str) -> dict[str, Any] | None:
             local = client.download_artifacts(run_id, "acc_matrix.json", tmp)
             raw = json.loads(Path(local).read_text())
             task_ids = [str(t) for t in raw["task_ids"]]
-            matrix = [[_finite(v) for v in row] for row in raw["matrix"]]
+            matrix = [[finite(v) for v in row] for row in raw["matrix"]]
         except Exception:  # missing artifact, unreadable store or wrong shape: the view shows "no matrix"
             return None
     if any(len(row) > len(task_ids) for row in matrix):
@@ -138,7 +138,7 @@ def _alias_info(
         "task_id": (mv.tags or {}).get("task_id"),
         "gate": (mv.tags or {}).get("gate"),
         "gate_reasons": (mv.tags or {}).get("gate_reasons"),
-        "mean_retention": _finite((mv.tags or {}).get("mean_retention")),
+        "mean_retention": finite((mv.tags or {}).get("mean_retention")),
         "run_url": run_link(ui_url, exp_id, run_id) if run_id and exp_id else None,
         "version_url": model_version_link(ui_url, model_name, str(mv.version)),
     }
@@ -156,7 +156,7 @@ def _run_summary(run: Any, ui_url: str) -> dict[str, Any]:
         "start_time_ms": run.info.start_time,
         "status": run.info.status,
         "url": run_link(ui_url, run.info.experiment_id, run.info.run_id),
-        **{name: _finite(metrics.get(name)) for name in SUMMARY_METRICS},
+        **{name: finite(metrics.get(name)) for name in SUMMARY_METRICS},
     }
 
 
@@ -221,7 +221,7 @@ def continual_state(
             metrics = latest.data.metrics
             extra = sorted(k.removeprefix("retention.") for k in metrics if k.startswith("retention."))
             for tid in [*order, *(t for t in extra if t not in order)]:
-                value = _finite(metrics.get(f"retention.{tid}"))
+                value = finite(metrics.get(f"retention.{tid}"))
                 state["retention"].append(
                     {
                         "task_id": tid,
@@ -229,7 +229,7 @@ def continual_state(
                         "passed": None if value is None else value >= threshold,
                     }
                 )
-            state["mean_retention"] = _finite(metrics.get("mean_retention"))
+            state["mean_retention"] = finite(metrics.get("mean_retention"))
             state["below_threshold"] = [r["task_id"] for r in state["retention"] if r["passed"] is False]
     for alias in ALIASES:
         state[alias] = _alias_info(client, model_name, alias, exp_id, ui)
@@ -273,7 +273,7 @@ def state_from_settings(settings: Any | None = None) -> dict[str, Any]:
         from include.ops.settings import get_settings
 
         settings = get_settings()
-    threshold = _finite(os.environ.get("CT_RETENTION_THRESHOLD")) or RETENTION_THRESHOLD
+    threshold = finite(os.environ.get("CT_RETENTION_THRESHOLD")) or RETENTION_THRESHOLD
     return continual_state(
         settings.mlflow_tracking_uri,
         settings.mlflow_experiment,

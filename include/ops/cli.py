@@ -244,7 +244,7 @@ def _threshold(explicit: float | None = None) -> float:
     """The retention threshold: ``--threshold``, else env ``CT_RETENTION_THRESHOLD``, else 0.8."""
     if explicit is not None:
         return explicit
-    return cl_state._finite(os.environ.get("CT_RETENTION_THRESHOLD")) or cl_state.RETENTION_THRESHOLD
+    return cl_state.finite(os.environ.get("CT_RETENTION_THRESHOLD")) or cl_state.RETENTION_THRESHOLD
 
 
 def _run(args: argparse.Namespace, settings: Any, out: IO[str]) -> int:
