@@ -25,6 +25,7 @@ class ContinualTransformerPyfunc(mlflow.pyfunc.PythonModel):
         """Return class probabilities restricted to the classes learned so far."""
         import numpy as np
         import pandas as pd
+
         from model.inference import pixels_to_input, predict_proba
 
         if isinstance(model_input, pd.DataFrame):

@@ -27,8 +27,7 @@ def _free_port() -> int:
 def pushgateway(no_proxy, monkeypatch: pytest.MonkeyPatch):
     """A real prometheus-pushgateway on 127.0.0.1, wired in through PUSHGATEWAY_URL; yields its URL."""
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
-    if binary is None:
-        pytest.skip("prometheus-pushgateway is not installed (make system-deps)")
+    assert binary is not None, "prometheus-pushgateway is not installed (make system-deps)"
     port = _free_port()
     proc = subprocess.Popen(
         [binary, f"--web.listen-address=127.0.0.1:{port}"],

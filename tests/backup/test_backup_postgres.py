@@ -13,14 +13,14 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
 @pytest.fixture
 def pg_database():
-    """A throwaway database on the local PostgreSQL server; skipped when there is none."""
-    psycopg2 = pytest.importorskip("psycopg2")
-    if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
-        pytest.skip("PostgreSQL client tools are not installed")
+    """A throwaway database on the local PostgreSQL server; the test fails when there is none."""
+    import psycopg2
+
+    assert shutil.which("pg_dump") and shutil.which("pg_restore"), "PostgreSQL client tools are not installed"
     try:
         admin = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
     except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432 ({exc})")
+        pytest.fail(f"no PostgreSQL server on 127.0.0.1:5432 ({exc})")
     admin.autocommit = True
     name = f"ct_backup_test_{uuid.uuid4().hex[:10]}"
     admin.cursor().execute(f'CREATE DATABASE "{name}"')

@@ -60,6 +60,7 @@ def test_gx_loads_every_expectation():
 def test_committed_project_opens_as_a_gx_file_context(tmp_path):
     """Opened by hand (on a copy: file mode writes store ids), GX reads the same suite from its store."""
     import great_expectations as gx
+
     import include.ops.validation.expectations  # noqa: F401
 
     copy = tmp_path / "great_expectations"

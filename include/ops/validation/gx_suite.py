@@ -104,13 +104,12 @@ def load_suite(path: Path):
 
 
 def _context(docs_dir: Path | None):
+    import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,
         ProgressBarsConfig,
     )
-
-    import great_expectations as gx
 
     sites = {}
     if docs_dir is not None:
