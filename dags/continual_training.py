@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-from airflow.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import Param, dag, task
 
 from include.assets import CHECKPOINT, VALIDATED_BATCH

@@ -104,7 +104,7 @@ class TrainConfig(_DictConfig):
     replay_batch_size: int = 32  # replayed exemplars appended to every training batch
     replay_distill_alpha: float = 1.0  # weight of distillation on old-class logits inside replay (0 = off)
     finetune_epochs: int = 30  # class-balanced fine-tuning on the exemplar buffer at task end (0 = off)
-    finetune_lr: float = 5e-4
+    finetune_lr: float = 2e-3
     lwf_alpha: float = 1.0  # weight of the distillation loss against the frozen teacher
     lwf_temperature: float = 2.0
     ewc_lambda: float = 1000.0

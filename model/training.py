@@ -117,7 +117,15 @@ def train_task(
         phase = _Phase("finetune", *balanced, cfg.finetune_epochs, cfg.finetune_lr, use_hooks=False)
         if os.environ.get("EXP_ACE"):
             table = ctx.label_mask_table(device)
-        _run_phase(forward, model, optimizer, strategy, phase, table, ctx, cfg, device, None)
+        ft_opt = optimizer
+        which = os.environ.get("EXP_FT", "shared")
+        if which == "head":
+            ft_opt = torch.optim.AdamW(model.head.parameters(), lr=cfg.finetune_lr, weight_decay=0.0)
+        elif which == "bias":
+            ft_opt = torch.optim.AdamW([model.head.bias], lr=cfg.finetune_lr, weight_decay=0.0)
+        elif which == "fresh":
+            ft_opt = make_optimizer(model, cfg)
+        _run_phase(forward, model, ft_opt, strategy, phase, table, ctx, cfg, device, None)
     model.eval()
     return epoch_losses
 

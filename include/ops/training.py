@@ -25,9 +25,34 @@ class TrainingRefused(RuntimeError):
 
 
 def manifest_path(settings: Settings) -> Path:
-    """The task manifest training reads: the validated store's once validation has run, else the raw stream."""
+    """The task manifest training reads: the validated store's once validation has run, else the raw stream.
+
+    With a validated store, tasks learned before validation was switched on keep their raw files for evaluation
+    (written as absolute paths into ``state_dir/effective_manifest.json``); a task not learned yet is only ever
+    read from the validated store, so nothing trains on a batch that has not passed validation.
+    """
     validated = settings.validated_dir / "manifest.json"
-    return validated if validated.exists() else settings.manifest_path
+    if not validated.exists():
+        return settings.manifest_path
+    raw = json.loads(validated.read_text())
+    learned = set(tracking.learned_task_ids(settings))
+    fallback = False
+    for spec in raw["tasks"]:
+        store_copy = settings.validated_dir / spec["file"]
+        raw_copy = settings.data_dir / spec["file"]
+        use_raw = spec["task_id"] in learned and not store_copy.exists() and raw_copy.exists()
+        fallback = fallback or use_raw
+        spec["file"] = str(raw_copy if use_raw else store_copy)
+    if not fallback:
+        return validated
+    effective = settings.state_dir / "effective_manifest.json"
+    text = json.dumps(raw, indent=2) + "\n"
+    if not effective.exists() or effective.read_text() != text:
+        from model.checkpoint import atomic_write_bytes
+
+        effective.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(effective, text.encode())
+    return effective
 
 
 def _train_config_fields() -> set[str]:
@@ -62,17 +87,16 @@ def plan_tasks(settings: Settings, requested: str | None, event_task_ids: list[s
     """Tasks this run learns: the param's task; else the triggering events' tasks in task order; else the next."""
     from model.data import load_manifest
 
-    manifest = load_manifest(manifest_path(settings))
+    path = manifest_path(settings)
+    manifest = load_manifest(path)
     known = [t.task_id for t in manifest.tasks]
     learned = set(tracking.learned_task_ids(settings))
     if requested:
         if requested not in known:
-            raise TrainingRefused(
-                f"task {requested!r} is not in the manifest {manifest_path(settings)} ({known})"
-            )
+            raise TrainingRefused(f"task {requested!r} is not in the manifest {path} ({known})")
         if requested in learned:
             raise TrainingRefused(f"task {requested!r} is already learned (see its MLflow run)")
-        data_file = manifest_path(settings).parent / manifest.task(requested).file
+        data_file = path.parent / manifest.task(requested).file
         if not data_file.exists():
             raise TrainingRefused(
                 f"task {requested!r} has no data at {data_file} (has its batch passed validation?)"
@@ -90,7 +114,7 @@ def plan_tasks(settings: Settings, requested: str | None, event_task_ids: list[s
     for spec in manifest.tasks:
         if spec.task_id in learned:
             continue
-        if not (manifest_path(settings).parent / spec.file).exists():
+        if not (path.parent / spec.file).exists():
             # stream order matters: wait for this task's batch to pass validation rather than skip ahead
             log.info("next task %s has no validated data yet (%s): nothing to train", spec.task_id, spec.file)
             return []

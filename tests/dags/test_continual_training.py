@@ -214,3 +214,27 @@ def test_container_result_line_is_tracked_once(small_training):
         training.record_container_result(
             settings, "Traceback (most recent call last)", "continual_training", "x"
         )
+
+
+def test_tasks_learned_before_validation_keep_their_raw_files_new_ones_need_validation(small_training):
+    import shutil
+
+    from include.ops import training
+    from model.data import load_manifest
+
+    settings = small_training
+    cfg = training.resolve_train_config({"strategy": "naive"})
+    training.learn_one(settings, "task_0", cfg, "continual_training", "manual__before-validation")
+    settings.validated_dir.mkdir(parents=True)
+    shutil.copy(settings.data_dir / "manifest.json", settings.validated_dir / "manifest.json")
+    shutil.copy(settings.data_dir / "task_1.csv", settings.validated_dir / "task_1.csv")
+
+    path = training.manifest_path(settings)
+    files = {t.task_id: t.file for t in load_manifest(path).tasks}
+    assert files["task_0"] == str(settings.data_dir / "task_0.csv"), "learned task evaluated on its raw file"
+    assert files["task_1"] == str(settings.validated_dir / "task_1.csv")
+    assert files["task_2"] == str(settings.validated_dir / "task_2.csv"), "never the raw file of a new task"
+    assert training.plan_tasks(settings, None, []) == ["task_1"]
+    summary = training.learn_one(settings, "task_1", cfg, "continual_training", "manual__after-validation")
+    assert summary["task_ids"] == ["task_0", "task_1"]
+    assert training.plan_tasks(settings, None, []) == [], "task_2 has not passed validation"
