@@ -36,8 +36,8 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import Param, dag, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from include.assets import CHECKPOINT, VALIDATED_BATCH
 
