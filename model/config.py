@@ -9,6 +9,7 @@ from typing import Any, Self
 
 SCENARIOS = ("class_incremental", "task_incremental")
 POOLS = ("cls", "mean", "flatten")
+REPLAY_SELECTIONS = ("kmeans", "herding")
 
 
 class _DictConfig:
@@ -56,7 +57,9 @@ class ModelConfig(_DictConfig):
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size != 0:
-            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+            raise ValueError(
+                f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+            )
         if self.d_model % self.n_heads != 0:
             raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
         if self.pool not in POOLS:
@@ -87,10 +90,10 @@ class TrainConfig(_DictConfig):
 
     strategy: str = "replay"  # one of model.strategies.STRATEGIES
     scenario: str = "class_incremental"  # or "task_incremental" (task id known at test time)
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 32
     lr: float = 2e-3
-    weight_decay: float = 0.05
+    weight_decay: float = 0.1
     warmup_frac: float = 0.1  # linear warm-up, then cosine decay, restarted on every task
     min_lr_frac: float = 0.05  # the cosine ends at lr * min_lr_frac
     grad_clip: float = 1.0
@@ -102,6 +105,7 @@ class TrainConfig(_DictConfig):
     max_samples_per_task: int | None = None  # cap on training samples per task (tests, quick benchmark)
     replay_budget: int = 100  # total exemplars kept over ALL classes, never per task
     replay_batch_size: int = 32  # replayed exemplars appended to every training batch
+    replay_selection: str = "kmeans"  # "kmeans" (medoids, covers the class) or "herding" (iCaRL, mean-like)
     replay_distill_alpha: float = 1.0  # weight of distillation on old-class logits inside replay (0 = off)
     finetune_epochs: int = 30  # class-balanced fine-tuning on the exemplar buffer at task end (0 = off)
     finetune_lr: float = 2e-3
@@ -121,5 +125,9 @@ class TrainConfig(_DictConfig):
         for name in ("replay_budget", "replay_batch_size", "finetune_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.replay_selection not in REPLAY_SELECTIONS:
+            raise ValueError(
+                f"replay_selection must be one of {REPLAY_SELECTIONS}, got {self.replay_selection!r}"
+            )
         if self.max_samples_per_task is not None and self.max_samples_per_task < 1:
             raise ValueError(f"max_samples_per_task must be >= 1 or None, got {self.max_samples_per_task}")

@@ -147,7 +147,9 @@ def load_manifest(path: Path) -> TaskManifest:
     path = Path(path)
     try:
         raw = json.loads(path.read_text())
-        tasks = [TaskSpec(str(t["task_id"]), [int(c) for c in t["classes"]], str(t["file"])) for t in raw["tasks"]]
+        tasks = [
+            TaskSpec(str(t["task_id"]), [int(c) for c in t["classes"]], str(t["file"])) for t in raw["tasks"]
+        ]
         manifest = TaskManifest(name=str(raw["name"]), num_classes=int(raw["num_classes"]), tasks=tasks)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"malformed task manifest {path}: {exc}") from exc

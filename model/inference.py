@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.checkpoint import load_checkpoint
+from model.checkpoint import load_checkpoint, sha256_file
 from model.config import ModelConfig
 from model.data import PIXEL_MAX
 from model.network import TinyTransformer
@@ -30,25 +30,34 @@ def pixels_to_input(pixels: np.ndarray | torch.Tensor | list) -> torch.Tensor:
 
 
 def load_model(
-    checkpoint_path: Path | str, map_location: str = "cpu"
-) -> tuple[TinyTransformer, ModelConfig, dict]:
-    """Eval-mode model, its config and metadata (task ids, classes seen, scenario) from a verified checkpoint."""
-    payload = load_checkpoint(Path(checkpoint_path), map_location=map_location)
+    checkpoint_path: Path, map_location: str | torch.device = "cpu"
+) -> tuple[TinyTransformer, ModelConfig, dict[str, Any]]:
+    """Verify and load a learner checkpoint; return the model in eval mode, its config and metadata.
+
+    Metadata: ``task_id`` (last learned), ``task_index``, ``learned_tasks`` (learned order), ``task_classes``,
+    ``classes_seen``, ``scenario``, ``strategy``, ``acc_matrix``, ``metrics``, ``train_config``,
+    ``checkpoint_path`` and ``sha256``.
+    Raises CheckpointError naming the file if it is missing, corrupted or unverifiable.
+    """
+    path = Path(checkpoint_path)
+    payload = load_checkpoint(path, map_location=map_location)
     cfg = ModelConfig.from_dict(payload["model_config"])
-    model = TinyTransformer(cfg)
+    model = TinyTransformer(cfg).to(map_location)
     model.load_state_dict(payload["model_state"])
     model.eval()
-    meta: dict[str, Any] = {
+    meta = {
         "task_id": payload["task_id"],
-        "task_index": payload["task_index"],
+        "task_index": int(payload["task_index"]),
         "learned_tasks": list(payload["learned_tasks"]),
         "task_classes": [list(c) for c in payload["task_classes"]],
-        "classes_seen": list(
-            payload.get("classes_seen") or sorted({c for t in payload["task_classes"] for c in t})
-        ),
+        "classes_seen": list(payload["classes_seen"]),
         "scenario": payload["scenario"],
+        "strategy": payload["strategy_name"],
+        "acc_matrix": [list(r) for r in payload["acc_matrix"]],
+        "metrics": payload["metrics"],
         "train_config": dict(payload["train_config"]),
-        "checkpoint_path": str(checkpoint_path),
+        "checkpoint_path": str(path),
+        "sha256": sha256_file(path),
     }
     return model, cfg, meta
 
@@ -57,15 +66,19 @@ def load_model(
 def predict_proba(
     model: TinyTransformer, x: torch.Tensor | np.ndarray, allowed_classes: list[int] | None = None
 ) -> torch.Tensor:
-    """Class probabilities (B, num_classes) for model-space input; classes outside ``allowed_classes`` get 0."""
+    """Class probabilities (B, num_classes) for model-space input (B, F), (F,) or (B, C, H, W) in [0, 1].
+
+    With ``allowed_classes`` (the classes seen, or one task's classes in the task-incremental scenario)
+    every other class gets probability 0.
+    """
     device = next(model.parameters()).device
-    xb = torch.as_tensor(x, dtype=torch.float32, device=device)
-    assert xb.ndim == 2 and xb.shape[1] == model.cfg.num_features, (
-        f"expected (B, {model.cfg.num_features}) input, got {tuple(xb.shape)}"
-    )
-    logits = model(xb).float()  # (B, num_classes)
-    if allowed_classes:
+    x = torch.as_tensor(x, dtype=torch.float32, device=device)
+    if x.dim() == 1:
+        x = x.unsqueeze(0)  # (1, F)
+    logits = model(x).float()  # (B, num_classes)
+    if allowed_classes is not None:
         allowed = torch.zeros(model.cfg.num_classes, dtype=torch.bool, device=device)
+        assert allowed_classes, "allowed_classes must not be empty"
         allowed[list(allowed_classes)] = True
         logits = masked_logits(logits, allowed)
-    return torch.softmax(logits, dim=-1)
+    return logits.softmax(dim=-1)

@@ -116,7 +116,11 @@ class ContinualLearner:
                         f"train_cfg.{key}={getattr(train_cfg, key)!r} but checkpoint {path} was trained with "
                         f"{getattr(saved_train_cfg, key)!r}; use a new state_dir to change it"
                     )
-        model_cfg = model_cfg or ModelConfig(num_classes=self.manifest.num_classes, max_tasks=len(self.manifest.tasks))
+        # capacity from the stream: a manifest that grows task by task must not cap max_tasks at its first size
+        model_cfg = model_cfg or ModelConfig(
+            num_classes=self.manifest.num_classes,
+            max_tasks=max(ModelConfig.max_tasks, len(self.manifest.tasks)),
+        )
         self.train_cfg = train_cfg or TrainConfig()
         self.model_cfg = model_cfg
         if self.manifest.num_classes > model_cfg.num_classes:
@@ -167,7 +171,9 @@ class ContinualLearner:
     def _reload_last_good(self) -> None:
         """Throw away in-memory progress of a failed task: back to the last checkpoint, or to the fresh model."""
         if self.checkpoints:
-            payload = load_checkpoint(self.checkpoint_dir / self.checkpoints[-1]["file"], map_location=self.device)
+            payload = load_checkpoint(
+                self.checkpoint_dir / self.checkpoints[-1]["file"], map_location=self.device
+            )
             self._restore(payload)
             return
         seed_everything(self.train_cfg.seed)
@@ -194,7 +200,9 @@ class ContinualLearner:
                 )
             labels = set(torch.cat([data.y_train, data.y_test]).tolist())
             if not labels <= set(spec.classes):
-                raise ValueError(f"task file {path} has labels {sorted(labels - set(spec.classes))} not in {spec.classes}")
+                raise ValueError(
+                    f"task file {path} has labels {sorted(labels - set(spec.classes))} not in {spec.classes}"
+                )
             self._data_cache[task_id] = data
         return self._data_cache[task_id]
 
@@ -222,7 +230,9 @@ class ContinualLearner:
             out[task_id] = evaluate_accuracy(self.model, data.x_test, data.y_test, allowed, self.device)
         return out
 
-    def learn_task(self, task_id: str, on_epoch_end: Callable[[int, float], None] | None = None) -> LearnResult:
+    def learn_task(
+        self, task_id: str, on_epoch_end: Callable[[int, float], None] | None = None
+    ) -> LearnResult:
         """Train on ``task_id`` from the latest checkpoint, evaluate on all tasks seen, checkpoint atomically.
 
         Any task of the manifest not learned yet may come next; rows of the accuracy matrix follow the
@@ -262,7 +272,9 @@ class ContinualLearner:
             self._reload_last_good()
             raise
         train_seconds = time.perf_counter() - start
-        assert self.model.num_parameters() == self.param_count, "parameter count changed while learning a task"
+        assert self.model.num_parameters() == self.param_count, (
+            "parameter count changed while learning a task"
+        )
 
         self.learned_tasks.append(task_id)
         self.task_classes.append(list(spec.classes))
@@ -308,7 +320,9 @@ class ContinualLearner:
             if index >= task_index:
                 # left by a run whose later tasks were rolled back (e.g. a corrupted checkpoint was skipped)
                 stale.replace(stale.with_name(stale.name + ".orphaned"))
-                logger.warning("moved stale checkpoint %s aside (task index %d >= %d)", stale, index, task_index)
+                logger.warning(
+                    "moved stale checkpoint %s aside (task index %d >= %d)", stale, index, task_index
+                )
         path = self.checkpoint_dir / checkpoint_name(task_index, task_id)
         payload = {
             "format_version": FORMAT_VERSION,
@@ -324,14 +338,17 @@ class ContinualLearner:
             "scenario": self.train_cfg.scenario,
             "acc_matrix": [list(row) for row in self.matrix.rows],
             "metrics": metrics,
-            "checkpoints": [dict(c) for c in self.checkpoints],  # earlier ones; this file's hash is its sidecar
+            # earlier checkpoints only: this file's own hash can only live beside it, in the sidecar
+            "checkpoints": [dict(c) for c in self.checkpoints],
             "rng_state": capture_rng_state(),
             "model_config": self.model_cfg.to_dict(),
             "train_config": self.train_cfg.to_dict(),
             "manifest_name": self.manifest.name,
         }
         digest = save_checkpoint(path, payload)
-        self.checkpoints.append({"task_id": task_id, "task_index": task_index, "file": path.name, "sha256": digest})
+        self.checkpoints.append(
+            {"task_id": task_id, "task_index": task_index, "file": path.name, "sha256": digest}
+        )
         return path, digest
 
     def _write_state_file(self, result: LearnResult) -> None:

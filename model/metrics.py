@@ -28,7 +28,9 @@ def _check_square(matrix: Matrix) -> int:
     """Return T (last row index); ValueError unless the matrix is square and non-empty."""
     n = len(matrix)
     if n == 0 or any(len(row) != n for row in matrix):
-        raise ValueError(f"accuracy matrix must be square and non-empty, got rows of {[len(r) for r in matrix]}")
+        raise ValueError(
+            f"accuracy matrix must be square and non-empty, got rows of {[len(r) for r in matrix]}"
+        )
     return n - 1
 
 

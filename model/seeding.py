@@ -39,7 +39,9 @@ def restore_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"].cpu())
     np_state = state["numpy"]
     keys = np_state["keys"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", keys, np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"])
+    )
     py = state["python"]
     random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():

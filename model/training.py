@@ -57,8 +57,7 @@ def lr_at(step: int, total: int, cfg: TrainConfig, peak: float) -> float:
 
 
 def masked_logits(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """Set logits outside ``allowed`` ((num_classes,) or (B, num_classes) bool) to -inf."""
-    assert allowed.any(dim=-1).all(), "every sample needs at least one allowed class"
+    """Set logits outside ``allowed`` ((num_classes,) or (B, num_classes) bool) to -inf (rows must allow one)."""
     return logits.masked_fill(~allowed, float("-inf"))
 
 
@@ -96,36 +95,30 @@ def train_task(
     Raises LossDivergedError (logged at ERROR with "loss diverged") on a NaN/inf loss, before any
     optimizer step is taken with it.
     """
-    assert x.shape[0] == y.shape[0] and x.shape[0] > 0, f"bad task data: x {tuple(x.shape)}, y {tuple(y.shape)}"
+    assert x.shape[0] == y.shape[0] and x.shape[0] > 0, (
+        f"bad task data: x {tuple(x.shape)}, y {tuple(y.shape)}"
+    )
     x, y = x.to(device), y.to(device)
     forward = torch.compile(model) if cfg.compile else model
     table = ctx.label_mask_table(device)
-    import os
-    if os.environ.get("EXP_ACE") and ctx.scenario == "class_incremental":
-        cur = ctx.class_mask(ctx.classes, device)
-        table[list(ctx.classes)] = cur
     model.train()
     strategy.before_task(model, ctx, x, y)
-    import os
-    lr = cfg.lr * (float(os.environ.get("EXP_LATER_LR", "1")) if ctx.task_index > 0 else 1.0)
-    ep = cfg.epochs * (int(os.environ.get("EXP_FIRST_EP", "1")) if ctx.task_index == 0 else 1)
-    phases = [_Phase("train", x, y, ep, lr, use_hooks=True)]
-    epoch_losses = _run_phase(forward, model, optimizer, strategy, phases[0], table, ctx, cfg, device, on_epoch_end)
+    main = _Phase("train", x, y, cfg.epochs, cfg.lr, use_hooks=True)
+    epoch_losses = _run_phase(
+        forward, model, optimizer, strategy, main, table, ctx, cfg, device, on_epoch_end
+    )
     strategy.after_task(model, ctx, x, y)
     balanced = strategy.finetune_set(ctx)
     if balanced is not None and cfg.finetune_epochs > 0:
         phase = _Phase("finetune", *balanced, cfg.finetune_epochs, cfg.finetune_lr, use_hooks=False)
-        if os.environ.get("EXP_ACE"):
-            table = ctx.label_mask_table(device)
-        ft_opt = optimizer
-        which = os.environ.get("EXP_FT", "shared")
-        if which == "head":
-            ft_opt = torch.optim.AdamW(model.head.parameters(), lr=cfg.finetune_lr, weight_decay=0.0)
-        elif which == "bias":
-            ft_opt = torch.optim.AdamW([model.head.bias], lr=cfg.finetune_lr, weight_decay=0.0)
-        elif which == "fresh":
-            ft_opt = make_optimizer(model, cfg)
-        _run_phase(forward, model, ft_opt, strategy, phase, table, ctx, cfg, device, None)
+        import os
+        if os.environ.get("EXP_FTB"):
+            bx, by = torch.cat([balanced[0], x]), torch.cat([balanced[1], y])
+            counts = torch.bincount(by, minlength=ctx.num_classes).float()
+            w = (1.0 / counts[by]).cpu()
+            phase = _Phase("finetune", bx, by, int(os.environ["EXP_FTB"]), cfg.finetune_lr, use_hooks=False)
+            phase.weights = w
+        _run_phase(forward, model, optimizer, strategy, phase, table, ctx, cfg, device, None)
     model.eval()
     return epoch_losses
 
@@ -143,6 +136,10 @@ def _run_phase(
     on_epoch_end: EpochCallback | None,
 ) -> list[float]:
     """Run the epochs of one phase with gradient accumulation, warm-up/cosine LR and divergence checks."""
+    labels = phase.y.unique()
+    assert table[labels].any(dim=1).all(), (
+        f"labels {labels.tolist()} include a class outside the task context"
+    )
     # a fixed per-task generator makes the data order depend only on (seed, task), so a resumed run matches
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ctx.task_index * 101 + (phase.name != "train"))
     n = len(phase.y)
@@ -154,7 +151,9 @@ def _run_phase(
     optimizer.zero_grad(set_to_none=True)
     for epoch in range(phase.epochs):
         loss_sum = torch.zeros((), device=device)
-        for micro, idx in enumerate(_batches(n, cfg.batch_size, gen)):
+        w = getattr(phase, "weights", None)
+        batches = _batches(n, cfg.batch_size, gen) if w is None else torch.multinomial(w, n, replacement=True, generator=gen).split(cfg.batch_size)
+        for micro, idx in enumerate(batches):
             xb, yb = phase.x[idx.to(device)], phase.y[idx.to(device)]
             if phase.use_hooks:
                 xb, yb = strategy.adapt_batch(xb, yb, ctx)

@@ -31,7 +31,9 @@ class TaskContext:
         """Classes of the earlier tasks only."""
         return sorted({c for group in self.past_classes for c in group})
 
-    def class_mask(self, classes: list[int] | tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
+    def class_mask(
+        self, classes: list[int] | tuple[int, ...], device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
         """Boolean (num_classes,) mask that is True on ``classes``."""
         mask = torch.zeros(self.num_classes, dtype=torch.bool, device=device)
         mask[list(classes)] = True
@@ -77,7 +79,9 @@ class Strategy:
     def before_task(self, model: nn.Module, ctx: TaskContext, x: torch.Tensor, y: torch.Tensor) -> None:
         """Called once before the first batch of a task."""
 
-    def adapt_batch(self, x: torch.Tensor, y: torch.Tensor, ctx: TaskContext) -> tuple[torch.Tensor, torch.Tensor]:
+    def adapt_batch(
+        self, x: torch.Tensor, y: torch.Tensor, ctx: TaskContext
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the batch actually trained on (replay appends exemplars here)."""
         return x, y
 

@@ -1,4 +1,4 @@
-"""Experience replay with a fixed, class-balanced exemplar budget (herding selection, iCaRL-style)."""
+"""Experience replay with a fixed, class-balanced exemplar budget, distillation and balanced fine-tuning."""
 
 from __future__ import annotations
 
@@ -40,11 +40,47 @@ def herding_order(features: torch.Tensor, k: int) -> torch.Tensor:
     return torch.tensor(chosen, dtype=torch.long)
 
 
+def kmeans_medoids(points: torch.Tensor, k: int, gen: torch.Generator, iters: int = 25) -> torch.Tensor:
+    """Indices of ``k`` distinct rows, each the nearest to one centroid of a k-means++ clustering of ``points``.
+
+    Real samples that cover the modes of a class: on Split-Digits they train a far better classifier than the
+    same number of herded (mean-like) samples, which all sit near the class centre.
+    """
+    n = len(points)
+    if k >= n:
+        return torch.arange(n)
+    pts = points.detach().float().cpu()  # (N, F)
+    first = int(torch.randint(n, (1,), generator=gen))
+    picked = [first]
+    d2 = (pts - pts[first]).pow(2).sum(dim=1)  # (N,) squared distance to the nearest picked centre
+    for _ in range(1, k):
+        nxt = int(torch.multinomial(d2 / d2.sum(), 1, generator=gen)) if d2.sum() > 0 else int(d2.argmax())
+        picked.append(nxt)
+        d2 = torch.minimum(d2, (pts - pts[nxt]).pow(2).sum(dim=1))
+    centers = pts[picked]  # (k, F)
+    for _ in range(iters):
+        assign = torch.cdist(pts, centers).argmin(dim=1)  # (N,)
+        sums = torch.zeros_like(centers).index_add_(0, assign, pts)  # (k, F)
+        counts = torch.bincount(assign, minlength=k).unsqueeze(1)  # (k, 1)
+        updated = torch.where(counts > 0, sums / counts.clamp_min(1), centers)
+        if torch.equal(updated, centers):
+            break
+        centers = updated
+    dist = torch.cdist(centers, pts)  # (k, N)
+    taken = torch.zeros(n, dtype=torch.bool)
+    chosen = []
+    for j in range(k):
+        i = int(dist[j].masked_fill(taken, float("inf")).argmin())
+        taken[i] = True
+        chosen.append(i)
+    return torch.tensor(chosen, dtype=torch.long)
+
+
 class ReplayStrategy(Strategy):
     """Appends replayed exemplars to every batch; optional distillation and balanced fine-tuning at task end.
 
     The buffer is allocated once at ``replay_budget`` rows, so its memory never grows with the tasks; when
-    new classes arrive every class is cut to an equal share and the new classes are selected by herding.
+    new classes arrive every class is cut to an equal share (``replay_selection``: k-means medoids or herding).
     """
 
     name = "replay"
@@ -64,7 +100,9 @@ class ReplayStrategy(Strategy):
         if self.teacher is not None:
             self.teacher.refresh(model, ctx)
 
-    def adapt_batch(self, x: torch.Tensor, y: torch.Tensor, ctx: TaskContext) -> tuple[torch.Tensor, torch.Tensor]:
+    def adapt_batch(
+        self, x: torch.Tensor, y: torch.Tensor, ctx: TaskContext
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Concatenate ``replay_batch_size`` exemplars drawn uniformly (the buffer is class-balanced)."""
         if self.size == 0 or self.cfg.replay_batch_size == 0:
             return x, y
@@ -77,47 +115,41 @@ class ReplayStrategy(Strategy):
         """Distillation of old-class logits on the whole (new + replayed) batch, weighted by replay_distill_alpha."""
         if self.teacher is None or not self.teacher.active:
             return None
-        import os
-        loss = self.cfg.replay_distill_alpha * self.teacher.loss(x, logits, self.cfg.lwf_temperature)
-        beta = float(os.environ.get("EXP_FKD", "0"))
-        if beta:
-            fs = model.features(x)
-            with torch.no_grad():
-                ft = self.teacher.model.features(x)
-            loss = loss + beta * (1 - F.cosine_similarity(fs, ft, dim=1)).mean()
-        return loss
+        return self.cfg.replay_distill_alpha * self.teacher.loss(x, logits, self.cfg.lwf_temperature)
 
     @torch.no_grad()
     def after_task(self, model: nn.Module, ctx: TaskContext, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Re-balance the buffer over every class seen: shrink old classes to their share, herd the new ones."""
+        """Re-balance the buffer over every class seen: shrink old classes to their share, select the new ones."""
         old_y = self.y[: self.size]
         quotas = class_quotas(sorted(set(old_y.tolist()) | set(y.tolist())), self.cfg.replay_budget)
-        was_training = model.training
-        model.eval()
         parts_x, parts_y = [], []
         for c, quota in quotas.items():
             held = (old_y == c).nonzero().flatten()
-            if len(held):
-                keep = held[:quota]  # rows are stored in herding priority order
-                parts_x.append(self.x[keep])
-                parts_y.append(self.y[keep])
-                continue
-            rows = (y == c).nonzero().flatten()
-            feats = model.features(x[rows])  # type: ignore[operator]
-            import os
-            if os.environ.get("EXP_SEL") == "random":
-                chosen = rows[torch.randperm(len(rows), generator=self.gen)[:quota].to(rows.device)]
-            else:
-                chosen = rows[herding_order(feats, quota).to(rows.device)]
-            parts_x.append(x[chosen])
-            parts_y.append(y[chosen])
-        model.train(was_training)
+            stored = len(held) > 0
+            pool = self.x[held] if stored else x[y == c]  # (N_c, F)
+            keep = self._select(model, pool, quota, stored)
+            parts_x.append(pool[keep.to(pool.device)])
+            parts_y.append(torch.full((len(keep),), c, dtype=torch.long, device=self.device))
         new_x, new_y = torch.cat(parts_x), torch.cat(parts_y)
-        assert len(new_y) <= self.cfg.replay_budget, f"buffer {len(new_y)} over budget {self.cfg.replay_budget}"
+        assert len(new_y) <= self.cfg.replay_budget, (
+            f"buffer {len(new_y)} over budget {self.cfg.replay_budget}"
+        )
         self.size = len(new_y)
         self.x[: self.size] = new_x
         self.y[: self.size] = new_y
         self.y[self.size :] = -1
+
+    def _select(self, model: nn.Module, pool: torch.Tensor, quota: int, stored: bool) -> torch.Tensor:
+        """Indices of the ``quota`` rows of ``pool`` (one class) to keep."""
+        if self.cfg.replay_selection == "kmeans":
+            return kmeans_medoids(pool, quota, self.gen)
+        if stored:
+            return torch.arange(min(quota, len(pool)))  # herded rows are stored in priority order
+        was_training = model.training
+        model.eval()
+        feats = model.features(pool)  # type: ignore[operator]
+        model.train(was_training)
+        return herding_order(feats, quota)
 
     def finetune_set(self, ctx: TaskContext) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The class-balanced buffer, to remove the bias towards the newest classes (EEIL-style)."""
@@ -137,7 +169,9 @@ class ReplayStrategy(Strategy):
         """Restore the buffer; refuses one larger than this strategy's budget."""
         n = len(state["y"])
         if n > self.cfg.replay_budget:
-            raise ValueError(f"stored replay buffer has {n} exemplars, over the budget of {self.cfg.replay_budget}")
+            raise ValueError(
+                f"stored replay buffer has {n} exemplars, over the budget of {self.cfg.replay_budget}"
+            )
         self.size = n
         self.x[:n] = state["x"].to(self.device)
         self.y[:n] = state["y"].to(self.device)

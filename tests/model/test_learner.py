@@ -112,6 +112,65 @@ def test_killed_mid_task_resumes_from_last_completed_task(manifest: Path, tmp_pa
 
     reference = ContinualLearner(manifest, clean, train_cfg=tiny(**cfg))
     reference.learn_task("task_0")
-    uninterrupted = ContinualLearner(manifest, clean, train_cfg=tiny(**cfg)).learn_task("task_1")
+    uninterrupted = reference.learn_task("task_1")
     for task, acc in uninterrupted.accuracies.items():
-        assert after_resume.accuracies[task] == pytest.approx(acc, abs=0.05), task
+        assert after_resume.accuracies[task] == pytest.approx(acc, abs=0.02), task
+    for key, value in _weights(reference).items():
+        assert torch.allclose(value, resumed.model.state_dict()[key], atol=1e-4), key
+
+
+def test_checkpoint_and_state_file_hold_everything_to_resume(manifest: Path, tmp_path: Path):
+    import json
+
+    from model.checkpoint import load_checkpoint
+
+    learner = ContinualLearner(manifest, tmp_path, train_cfg=tiny(strategy="replay"))
+    learner.learn_task("task_0")
+    result = learner.learn_task("task_1")
+    assert Path(result.checkpoint_path).name == "task_001_task_1.pt"
+    payload = load_checkpoint(Path(result.checkpoint_path))  # weights_only=True inside
+    for key in ("model_state", "optimizer_state", "strategy_state", "task_index", "learned_tasks", "acc_matrix",
+                "rng_state", "model_config", "train_config"):  # fmt: skip
+        assert key in payload, key
+    assert payload["task_index"] == 1 and payload["learned_tasks"] == ["task_0", "task_1"]
+    assert payload["optimizer_state"]["state"], "optimizer moments are saved"
+    state = json.loads((tmp_path / "learner_state.json").read_text())
+    assert state["learned_tasks"] == ["task_0", "task_1"] and state["acc_matrix"] == result.acc_matrix
+    for entry in state["checkpoints"]:
+        assert sha256_file(Path(entry["path"])) == entry["sha256"]
+    assert state["latest_sha256"] == result.checkpoint_sha256
+    assert json.loads(json.dumps(result.to_dict()))["task_ids"] == ["task_0", "task_1"]
+
+
+def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(
+    manifest: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    learner = ContinualLearner(manifest, tmp_path, train_cfg=tiny(strategy="naive"))
+    learner.learn_task("task_0")
+    latest = Path(learner.learn_task("task_1").checkpoint_path)
+    latest.write_bytes(latest.read_bytes()[:-20])  # torn/corrupted file: its sha256 no longer matches
+    with caplog.at_level(logging.WARNING, logger="model.training"):
+        resumed = ContinualLearner(manifest, tmp_path, train_cfg=tiny(strategy="naive"))
+    assert resumed.learned_tasks == ["task_0"] and resumed.skipped_checkpoints == [str(latest)]
+    assert any(latest.name in r.getMessage() for r in caplog.records)
+    resumed.learn_task("task_2")
+    names = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt*"))
+    assert "task_001_task_1.pt.orphaned" in names and "task_001_task_2.pt" in names
+    assert ContinualLearner(manifest, tmp_path).learned_tasks == ["task_0", "task_2"]
+
+
+def test_capacity_and_strategy_are_fixed_for_a_state_dir(manifest: Path, tmp_path: Path):
+    from model.config import ModelConfig
+
+    learner = ContinualLearner(
+        manifest, tmp_path, model_cfg=ModelConfig(max_tasks=1), train_cfg=tiny(strategy="naive")
+    )
+    learner.learn_task("task_0")
+    with pytest.raises(ValueError, match="capacity"):
+        learner.learn_task("task_1")
+    with pytest.raises(ValueError, match="strategy"):
+        ContinualLearner(manifest, tmp_path, train_cfg=tiny(strategy="replay"))
+    with pytest.raises(ValueError, match="model_cfg"):
+        ContinualLearner(
+            manifest, tmp_path, model_cfg=ModelConfig(max_tasks=2), train_cfg=tiny(strategy="naive")
+        )
