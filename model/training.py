@@ -112,6 +112,7 @@ def train_task(
     if balanced is not None and cfg.finetune_epochs > 0:
         phase = _Phase("finetune", *balanced, cfg.finetune_epochs, cfg.finetune_lr, use_hooks=False)
         import os
+
         if os.environ.get("EXP_FTB"):
             bx, by = torch.cat([balanced[0], x]), torch.cat([balanced[1], y])
             counts = torch.bincount(by, minlength=ctx.num_classes).float()
@@ -152,7 +153,11 @@ def _run_phase(
     for epoch in range(phase.epochs):
         loss_sum = torch.zeros((), device=device)
         w = getattr(phase, "weights", None)
-        batches = _batches(n, cfg.batch_size, gen) if w is None else torch.multinomial(w, n, replacement=True, generator=gen).split(cfg.batch_size)
+        batches = (
+            _batches(n, cfg.batch_size, gen)
+            if w is None
+            else torch.multinomial(w, n, replacement=True, generator=gen).split(cfg.batch_size)
+        )
         for micro, idx in enumerate(batches):
             xb, yb = phase.x[idx.to(device)], phase.y[idx.to(device)]
             if phase.use_hooks:
