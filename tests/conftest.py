@@ -24,9 +24,9 @@ if str(ROOT) not in sys.path:
 import pytest  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def airflow_db() -> Path:
-    """Migrate the test Airflow metadata DB once per session; returns AIRFLOW_HOME."""
+    """Migrate the test Airflow metadata DB once per session (autouse: any test may parse DAGs); AIRFLOW_HOME."""
     from airflow.utils import db
 
     db.resetdb(skip_init=False) if os.environ.get("CT_TEST_RESET_DB") else db.initdb()

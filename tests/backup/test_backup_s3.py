@@ -36,7 +36,7 @@ def test_second_backup_of_unchanged_state_uploads_nothing_again(state, s3):
     objects_after = {k: v for k, v in listing(s3).items() if "/objects/" in k}
     assert objects_after == objects_before
     manifests = sorted(k for k in listing(s3) if k.endswith("manifest.json"))
-    assert [k.split("/")[-2] for k in manifests] == [first.backup_id, second.backup_id]
+    assert sorted(k.split("/")[-2] for k in manifests) == sorted([first.backup_id, second.backup_id])
     assert latest_complete_backup(state, "s3", store).backup_id == second.backup_id
     report = verify_backup(second.backup_id, "s3", state, store)
     assert report.ok and report.files == second.files

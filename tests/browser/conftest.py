@@ -86,7 +86,7 @@ def mlflow_server(mlflow_launcher: MlflowServer) -> MlflowServer:
     return mlflow_launcher
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # Playwright's sync loop must end before later tests call asyncio.run()
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium driven by Playwright (no browser download)."""
     from playwright.sync_api import sync_playwright
@@ -124,7 +124,7 @@ def login(page: Any, airflow: AirflowStack) -> None:
     page.wait_for_url(f"{airflow.url}/", timeout=60_000)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def airflow_session(browser: Any, airflow: AirflowStack) -> Iterator[Any]:
     """A browser context signed in to Airflow (the JWT cookie is shared by its pages)."""
     ctx = browser.new_context(viewport=VIEWPORT)
