@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from model.fsio import atomic_write_bytes
 
 _CHUNK = 1 << 20
 
@@ -31,32 +31,6 @@ def sidecar_path(path: Path) -> Path:
     """Path of the ``sha256sum``-format checksum file written beside ``path``."""
     path = Path(path)
     return path.with_name(path.name + ".sha256")
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a rename: without it a crash can forget the directory entry even though the data is on disk."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from typing import Any, Self
 SCENARIOS = ("class_incremental", "task_incremental")
 POOLS = ("cls", "mean", "flatten")
 REPLAY_SELECTIONS = ("kmeans", "herding")
+AMP_DTYPES = ("bf16", "fp16")
 
 
 class _DictConfig:
@@ -101,7 +102,11 @@ class TrainConfig(_DictConfig):
     seed: int = 0
     log_every: int = 50  # optimizer steps between progress log records
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
-    mixed_precision: bool = True  # bf16 autocast, applied on CUDA only; CPU always trains fp32
+    mixed_precision: bool = True  # autocast on CUDA only (dtype: amp_dtype); CPU always trains fp32
+    amp_dtype: str = "bf16"  # "bf16", or "fp16" with a GradScaler (GPUs without bf16, e.g. V100/T4)
+    cudnn_benchmark: bool = True  # torch.backends.cudnn.benchmark on CUDA (fixed input shapes here)
+    num_workers: int = 0  # > 0: batches come from a DataLoader with persistent workers instead of slicing
+    pin_memory: bool = True  # page-locked DataLoader batches + non_blocking copies (CUDA and num_workers > 0)
     max_samples_per_task: int | None = None  # cap on training samples per task (tests, quick benchmark)
     replay_budget: int = 100  # total exemplars kept over ALL classes, never per task
     replay_batch_size: int = 32  # replayed exemplars appended to every training batch
@@ -122,9 +127,11 @@ class TrainConfig(_DictConfig):
         for name in ("epochs", "batch_size", "grad_accum_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("replay_budget", "replay_batch_size", "finetune_epochs"):
+        for name in ("replay_budget", "replay_batch_size", "finetune_epochs", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype must be one of {AMP_DTYPES}, got {self.amp_dtype!r}")
         if self.replay_selection not in REPLAY_SELECTIONS:
             raise ValueError(
                 f"replay_selection must be one of {REPLAY_SELECTIONS}, got {self.replay_selection!r}"

@@ -9,13 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from model.fsio import atomic_write_bytes
 
 PIXEL_MAX = 16  # the digits images are integer intensities 0..16
 SPLITS = ("train", "test")
@@ -79,25 +79,11 @@ def feature_columns(n: int) -> list[str]:
     return [f"f{i}" for i in range(n)]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a fsynced temp file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_if_changed(path: Path, data: bytes) -> None:
     """Write atomically unless the file already holds exactly ``data`` (keeps mtimes stable on re-runs)."""
     if path.exists() and path.read_bytes() == data:
         return
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
 
 
 def _task_csv_bytes(x: np.ndarray, y: np.ndarray, split: np.ndarray) -> bytes:

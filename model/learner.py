@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
-from model.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.data import TaskData, TaskManifest, load_manifest, load_task_csv
+from model.fsio import atomic_write_bytes
 from model.metrics import AccuracyMatrix, summarize
 from model.network import TinyTransformer
 from model.seeding import capture_rng_state, restore_rng_state, seed_everything

@@ -31,11 +31,28 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device, mixed_precision: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when enabled; a no-op on CPU, where bf16 is slower than fp32 for this model."""
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(
+    device: torch.device, mixed_precision: bool, dtype: str = "bf16"
+) -> contextlib.AbstractContextManager:
+    """``dtype`` ("bf16"/"fp16") autocast on CUDA when enabled; a no-op on CPU, where fp32 is faster here."""
     if mixed_precision and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return torch.autocast(device_type="cuda", dtype=_AMP_DTYPES[dtype])
     return contextlib.nullcontext()
+
+
+def make_grad_scaler(device: torch.device, cfg: TrainConfig) -> torch.amp.GradScaler:
+    """A GradScaler enabled only for fp16 autocast on CUDA; disabled it passes scale/step/update through."""
+    enabled = cfg.mixed_precision and cfg.amp_dtype == "fp16" and device.type == "cuda"
+    return torch.amp.GradScaler(device.type, enabled=enabled)
+
+
+def configure_backends(device: torch.device, cfg: TrainConfig) -> None:
+    """Apply process-wide backend switches: ``cudnn.benchmark`` on CUDA (input shapes never change here)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -79,6 +96,68 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Te
     yield from perm.split(batch_size)
 
 
+class _ShuffledBatches(torch.utils.data.Sampler):
+    """Yields one epoch of index batches per iteration, drawn in the main process from ``gen`` exactly as
+    the in-memory path draws them, so both paths see the same batches in the same order."""
+
+    def __init__(self, n: int, batch_size: int, gen: torch.Generator) -> None:
+        self.n, self.batch_size, self.gen = n, batch_size, gen
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return _batches(self.n, self.batch_size, self.gen)
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+
+class _IndexedTensors(torch.utils.data.Dataset):
+    """``dataset[index_tensor]`` -> the (x, y) rows of a whole batch (one fetch per batch, not per row)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[idx], self.y[idx]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def _epoch_source(
+    phase: _Phase, cfg: TrainConfig, gen: torch.Generator, device: torch.device
+) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """What one epoch iterates: (x, y) batches on ``device``, sliced in memory or from a DataLoader.
+
+    ``num_workers > 0`` builds one DataLoader per phase with persistent workers (started once, reused by
+    every epoch) and, on CUDA, pinned memory with non-blocking copies; the batches are identical either way.
+    """
+    n = len(phase.y)
+    if cfg.num_workers == 0:
+        x, y = phase.x.to(device), phase.y.to(device)
+
+        def sliced() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            for idx in _batches(n, cfg.batch_size, gen):
+                idx = idx.to(device)
+                yield x[idx], y[idx]
+
+        return sliced
+    pin = cfg.pin_memory and device.type == "cuda"
+    loader = torch.utils.data.DataLoader(
+        _IndexedTensors(phase.x.cpu(), phase.y.cpu()),
+        sampler=_ShuffledBatches(n, cfg.batch_size, gen),
+        batch_size=None,  # the sampler yields whole batches of indices
+        num_workers=cfg.num_workers,
+        pin_memory=pin,
+        persistent_workers=True,
+    )
+
+    def loaded() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for xb, yb in loader:
+            yield xb.to(device, non_blocking=pin), yb.to(device, non_blocking=pin)
+
+    return loaded
+
+
 def train_task(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -98,28 +177,24 @@ def train_task(
     assert x.shape[0] == y.shape[0] and x.shape[0] > 0, (
         f"bad task data: x {tuple(x.shape)}, y {tuple(y.shape)}"
     )
+    configure_backends(device, cfg)
+    main = _Phase(
+        "train", x, y, cfg.epochs, cfg.lr, use_hooks=True
+    )  # host tensors: the DataLoader reads them
     x, y = x.to(device), y.to(device)
     forward = torch.compile(model) if cfg.compile else model
     table = ctx.label_mask_table(device)
+    scaler = make_grad_scaler(device, cfg)
     model.train()
     strategy.before_task(model, ctx, x, y)
-    main = _Phase("train", x, y, cfg.epochs, cfg.lr, use_hooks=True)
     epoch_losses = _run_phase(
-        forward, model, optimizer, strategy, main, table, ctx, cfg, device, on_epoch_end
+        forward, model, optimizer, scaler, strategy, main, table, ctx, cfg, device, on_epoch_end
     )
     strategy.after_task(model, ctx, x, y)
     balanced = strategy.finetune_set(ctx)
     if balanced is not None and cfg.finetune_epochs > 0:
         phase = _Phase("finetune", *balanced, cfg.finetune_epochs, cfg.finetune_lr, use_hooks=False)
-        import os
-
-        if os.environ.get("EXP_FTB"):
-            bx, by = torch.cat([balanced[0], x]), torch.cat([balanced[1], y])
-            counts = torch.bincount(by, minlength=ctx.num_classes).float()
-            w = (1.0 / counts[by]).cpu()
-            phase = _Phase("finetune", bx, by, int(os.environ["EXP_FTB"]), cfg.finetune_lr, use_hooks=False)
-            phase.weights = w
-        _run_phase(forward, model, optimizer, strategy, phase, table, ctx, cfg, device, None)
+        _run_phase(forward, model, optimizer, scaler, strategy, phase, table, ctx, cfg, device, None)
     model.eval()
     return epoch_losses
 
@@ -128,6 +203,7 @@ def _run_phase(
     forward: Callable[[torch.Tensor], torch.Tensor],
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
     strategy: Strategy,
     phase: _Phase,
     table: torch.Tensor,
@@ -149,20 +225,14 @@ def _run_phase(
     total_steps = steps_per_epoch * phase.epochs
     step = 0
     epoch_losses: list[float] = []
+    epoch_batches = _epoch_source(phase, cfg, gen, device)
     optimizer.zero_grad(set_to_none=True)
     for epoch in range(phase.epochs):
         loss_sum = torch.zeros((), device=device)
-        w = getattr(phase, "weights", None)
-        batches = (
-            _batches(n, cfg.batch_size, gen)
-            if w is None
-            else torch.multinomial(w, n, replacement=True, generator=gen).split(cfg.batch_size)
-        )
-        for micro, idx in enumerate(batches):
-            xb, yb = phase.x[idx.to(device)], phase.y[idx.to(device)]
+        for micro, (xb, yb) in enumerate(epoch_batches()):
             if phase.use_hooks:
                 xb, yb = strategy.adapt_batch(xb, yb, ctx)
-            with autocast(device, cfg.mixed_precision):
+            with autocast(device, cfg.mixed_precision, cfg.amp_dtype):
                 logits = forward(xb)  # (B, num_classes)
                 loss = F.cross_entropy(masked_logits(logits, table[yb]).float(), yb)
                 extra = strategy.extra_loss(model, xb, yb, logits, ctx) if phase.use_hooks else None
@@ -175,7 +245,7 @@ def _run_phase(
                 logger.error(msg)
                 optimizer.zero_grad(set_to_none=True)
                 raise LossDivergedError(msg)
-            (loss / cfg.grad_accum_steps).backward()
+            scaler.scale(loss / cfg.grad_accum_steps).backward()
             loss_sum += loss.detach()
             last_micro = micro == micro_per_epoch - 1
             if (micro + 1) % cfg.grad_accum_steps == 0 or last_micro:
@@ -183,8 +253,10 @@ def _run_phase(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 if cfg.grad_clip > 0:
+                    scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
+                scaler.step(optimizer)  # skipped by an enabled scaler when fp16 gradients overflowed
+                scaler.update()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 if step % cfg.log_every == 0:

@@ -25,7 +25,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from include.ops.settings import PROJECT_ROOT
+from model.fsio import atomic_write_text
 
 PLACEHOLDER = "change-me"
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
@@ -602,20 +602,6 @@ def generate_env(example_text: str, existing: Mapping[str, str] | None = None) -
     return "\n".join(_fill(example_text, existing or {})[0]) + "\n"
 
 
-def _atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_env(env_file: Path, example: Path = ENV_EXAMPLE) -> tuple[Path, list[str]]:
     """Create or complete ``env_file`` from ``example`` (mode 0600, previous file backed up first).
 
@@ -631,7 +617,7 @@ def write_env(env_file: Path, example: Path = ENV_EXAMPLE) -> tuple[Path, list[s
         lines += ["", "# ---- kept from the previous file ----", *extra]
     if env_file.exists():
         backup_config(env_file)
-    _atomic_write(env_file, "\n".join(lines) + "\n")
+    atomic_write_text(env_file, "\n".join(lines) + "\n")
     return env_file, sorted(generated)
 
 
@@ -648,7 +634,7 @@ def backup_config(env_file: Path, dest_dir: Path | None = None) -> Path:
     while dest.exists():
         dest = dest_dir / f"{env_file.name}.backup.{stamp}.{n}"
         n += 1
-    _atomic_write(dest, env_file.read_text())
+    atomic_write_text(dest, env_file.read_text())
     return dest
 
 
@@ -666,7 +652,7 @@ def apply_config(
     if problems:
         return problems, None
     backup = backup_config(env_file) if env_file.exists() else None
-    _atomic_write(env_file, new_file.read_text())
+    atomic_write_text(env_file, new_file.read_text())
     return [], backup
 
 

@@ -12,13 +12,12 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from include.ops.settings import get_settings
+from model.fsio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -29,27 +28,6 @@ MODEL_OVERRIDES_FILE = "model_overrides.json"
 def config_dir() -> Path:
     """Folder of the runtime override files (``<var_dir>/config``)."""
     return get_settings().var_dir / "config"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` via a fsynced temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -48,7 +48,7 @@ def manifest_path(settings: Settings) -> Path:
     effective = settings.state_dir / "effective_manifest.json"
     text = json.dumps(raw, indent=2) + "\n"
     if not effective.exists() or effective.read_text() != text:
-        from model.checkpoint import atomic_write_bytes
+        from model.fsio import atomic_write_bytes
 
         effective.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(effective, text.encode())

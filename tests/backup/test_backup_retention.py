@@ -11,7 +11,8 @@ import pytest
 
 from include.ops.backup.catalog import BackupInfo
 from include.ops.backup.cleanup import cleanup_backups, cleanup_logs, gfs_keep
-from include.ops.backup.layout import FileEntry, Manifest, atomic_write, new_backup_id
+from include.ops.backup.layout import FileEntry, Manifest, new_backup_id
+from model.fsio import atomic_write_bytes
 
 
 def _info(when: datetime, complete: bool = True) -> BackupInfo:
@@ -52,7 +53,7 @@ def _fake_backup(root: Path, when: datetime) -> str:
     (folder / "state" / "x").write_bytes(b"x")
     entry = FileEntry("state/x", 1, "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881")
     manifest = Manifest(backup_id, when.isoformat(), when.isoformat(), [entry])
-    atomic_write(folder / "manifest.json", manifest.to_json())
+    atomic_write_bytes(folder / "manifest.json", manifest.to_json())
     return backup_id
 
 

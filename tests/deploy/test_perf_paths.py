@@ -1,8 +1,8 @@
 """The runbook's performance knobs ("Performance Tuning") exist in the model code and run on CPU, and the
 profiling scripts the monthly maintenance calls work in their quick mode.
 
-Knobs owned by the model engineer that are still missing are strict xfails: they turn into failures (XPASS)
-the day the knob lands, as a reminder to drop the marker.
+Each knob is exercised on CPU: CUDA-only effects are checked through what they are built with, and the fp16
+GradScaler and DataLoader-worker paths run for real and must reproduce the plain path exactly.
 """
 
 from __future__ import annotations
@@ -22,10 +22,17 @@ import pytest
 import torch
 
 from include.ops import perf
+from model import training
 from model.config import ModelConfig, TrainConfig
 from model.network import TinyTransformer
 from model.strategies import TaskContext, get_strategy
-from model.training import autocast, make_optimizer, train_task
+from model.training import (
+    autocast,
+    configure_backends,
+    make_grad_scaler,
+    make_optimizer,
+    train_task,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -96,26 +103,82 @@ def test_compile_option_trains_a_step_on_cpu(monkeypatch: pytest.MonkeyPatch) ->
     assert steps == 2 and math.isfinite(losses[0])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="model engineer: no cudnn.benchmark knob in TrainConfig/model.training yet"
-)
-def test_cudnn_benchmark_knob() -> None:
-    assert "cudnn_benchmark" in FIELDS
+def test_cudnn_benchmark_knob_sets_the_backend_on_cuda_only() -> None:
+    before = torch.backends.cudnn.benchmark
+    try:
+        for value in (True, False):
+            configure_backends(torch.device("cuda"), TrainConfig(cudnn_benchmark=value))
+            assert torch.backends.cudnn.benchmark is value
+        torch.backends.cudnn.benchmark = False
+        configure_backends(torch.device("cpu"), TrainConfig(cudnn_benchmark=True))
+        assert torch.backends.cudnn.benchmark is False, "a CPU run must not flip process-wide CUDA state"
+    finally:
+        torch.backends.cudnn.benchmark = before
+    assert TrainConfig().cudnn_benchmark is True
 
 
-@pytest.mark.xfail(
-    strict=True, reason="model engineer: mixed precision is bf16 only; no fp16 + GradScaler option"
-)
-def test_fp16_with_grad_scaler_option() -> None:
-    assert FIELDS & {"amp_dtype", "precision", "mixed_precision_dtype"}
-    assert "GradScaler" in (ROOT / "model" / "training.py").read_text()
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_fp16_autocast_gets_a_grad_scaler_and_bf16_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = autocast(torch.device("cuda"), True, "fp16")
+    assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.float16
+    made: list[tuple[str, bool]] = []
+    real = torch.amp.GradScaler
+
+    def spy(device: str, enabled: bool = True, **kwargs):
+        made.append((device, enabled))
+        return real("cpu", enabled=False)
+
+    monkeypatch.setattr(torch.amp, "GradScaler", spy)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    make_grad_scaler(cuda, TrainConfig(amp_dtype="fp16"))
+    make_grad_scaler(cuda, TrainConfig(amp_dtype="bf16"))
+    make_grad_scaler(cuda, TrainConfig(amp_dtype="fp16", mixed_precision=False))
+    make_grad_scaler(cpu, TrainConfig(amp_dtype="fp16"))
+    assert made == [("cuda", True), ("cuda", False), ("cuda", False), ("cpu", False)]
+    with pytest.raises(ValueError, match="amp_dtype"):
+        TrainConfig(amp_dtype="fp8")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="model engineer: batches are sliced from tensors; no DataLoader workers knob"
-)
-def test_pinned_memory_persistent_dataloader_workers_knob() -> None:
-    assert FIELDS & {"num_workers", "dataloader_workers"} and FIELDS & {"pin_memory"}
+def test_an_enabled_grad_scaler_unscales_before_clipping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scaler path for real on CPU: with a power-of-two scale, scale -> unscale is exact, so an enabled
+    scaler must reproduce the unscaled run bit for bit; clipping scaled gradients (unscale_ missing or
+    late) or skipping steps would change the losses."""
+    cfg = TrainConfig(epochs=3, batch_size=8, finetune_epochs=0, strategy="naive", grad_clip=0.5)
+    plain, plain_steps = _one_task_step(cfg)
+    scalers: list[torch.amp.GradScaler] = []
+
+    def enabled_scaler(device: torch.device, cfg: TrainConfig) -> torch.amp.GradScaler:
+        scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0**12, enabled=True))
+        return scalers[-1]
+
+    monkeypatch.setattr(training, "make_grad_scaler", enabled_scaler)
+    scaled, scaled_steps = _one_task_step(cfg)
+    assert len(scalers) == 1 and scalers[0].is_enabled() and scalers[0].get_scale() == 2.0**12
+    assert scaled_steps == plain_steps == 12
+    assert scaled == plain
+
+
+def test_dataloader_workers_path_matches_the_in_memory_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """num_workers > 0 feeds the same batches through a persistent-worker DataLoader (pinned memory on CUDA
+    only), so the losses match the sliced path exactly."""
+    base = dict(epochs=3, batch_size=8, finetune_epochs=0, strategy="naive")
+    sliced, _ = _one_task_step(TrainConfig(**base))
+    loaders: list[dict] = []
+    real = torch.utils.data.DataLoader
+
+    class SpyLoader(real):
+        def __init__(self, *args, **kwargs):
+            loaders.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", SpyLoader)
+    loaded, _ = _one_task_step(TrainConfig(**base, num_workers=2))
+    assert len(loaders) == 1, "one DataLoader per phase, reused by every epoch"
+    kw = loaders[0]
+    assert (kw["num_workers"], kw["persistent_workers"], kw["pin_memory"]) == (2, True, False)
+    assert loaded == sliced
+    with pytest.raises(ValueError, match="num_workers"):
+        TrainConfig(num_workers=-1)
 
 
 # ---- the maintenance-facing perf API and the scripts -----------------------------------------------------

@@ -24,7 +24,6 @@ from include.ops.backup.layout import (
     Manifest,
     ProgressFn,
     ProgressLog,
-    atomic_write,
     backup_path,
     backup_time,
     read_manifest,
@@ -34,6 +33,7 @@ from include.ops.backup.layout import (
 )
 from include.ops.backup.s3 import S3Store
 from include.ops.settings import Settings, get_settings
+from model.fsio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def fetch_backup(
             problems.append(f"{entry.path}: sha256 {digest} != recorded {entry.sha256}")
         tracker.advance(size)
     if not problems:
-        atomic_write(dest / MANIFEST_NAME, manifest.to_json())
+        atomic_write_bytes(dest / MANIFEST_NAME, manifest.to_json())
     return manifest, problems
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from include.ops.backup.layout import atomic_write
 from include.ops.settings import PROJECT_ROOT, Settings
+from model.fsio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,7 @@ def restore_config(
         log.warning("secrets the backup does not hold and the live system lacks: %s", report.missing_secrets)
     if not dry_run and (backup_values or backup_secrets or live):
         comments = ["restored by include.ops.backup (secrets are never backed up)", *placeholders]
-        atomic_write(target, render_env_file(merged, comments).encode())
-        os.chmod(target, 0o600)
+        atomic_write_bytes(target, render_env_file(merged, comments).encode(), mode=0o600)
         report.written = True
     return report
 

@@ -34,7 +34,6 @@ from include.ops.backup.layout import (
     Manifest,
     ProgressFn,
     ProgressLog,
-    atomic_write,
     backup_path,
     copy_hashed,
     new_backup_id,
@@ -45,6 +44,7 @@ from include.ops.backup.layout import (
 from include.ops.backup.s3 import S3Store
 from include.ops.lock import assert_not_locked
 from include.ops.settings import PROJECT_ROOT, Settings, get_settings
+from model.fsio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -462,7 +462,7 @@ def snapshot_backup(
             ),
         },
     )
-    atomic_write(root / PENDING_NAME, manifest.to_json())
+    atomic_write_bytes(root / PENDING_NAME, manifest.to_json())
     log.info(
         "backup %s: %d files, %.1f MB staged in %.1fs",
         backup_id, len(manifest.files), manifest.total_bytes / 1e6, time.monotonic() - started,
@@ -532,7 +532,7 @@ def commit_backup(backup_id: str, settings: Settings | None = None, store: S3Sto
             )
         manifest.remote = store.describe()
         store.put_manifest(manifest)
-    atomic_write(root / MANIFEST_NAME, manifest.to_json())
+    atomic_write_bytes(root / MANIFEST_NAME, manifest.to_json())
     (root / PENDING_NAME).unlink(missing_ok=True)
     log.info(
         "backup %s committed (%d files, %.1f MB)", backup_id, len(manifest.files), manifest.total_bytes / 1e6

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from include.ops.backup.catalog import load_manifest, resolve_backup_id
-from include.ops.backup.layout import BackupError, ProgressFn, atomic_write
+from include.ops.backup.layout import BackupError, ProgressFn
 from include.ops.backup.restore import RestoreTarget, restore_backup, validate_restore
 from include.ops.backup.s3 import S3Store
 from include.ops.settings import Settings, get_settings
+from model.fsio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,6 @@ def _write_report(settings: Settings, report: DrillReport) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = settings.reports_dir / f"dr_drill_{stamp}.json"
     report.report_path = str(path)
-    atomic_write(path, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
-    atomic_write(settings.reports_dir / "dr_drill_latest.json", path.read_bytes())
+    atomic_write_bytes(path, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
+    atomic_write_bytes(settings.reports_dir / "dr_drill_latest.json", path.read_bytes())
     return path

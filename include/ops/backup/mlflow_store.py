@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from include.ops.backup.layout import BackupError, fsync_dir
+from include.ops.backup.layout import BackupError
 from include.ops.settings import Settings
+from model.fsio import fsync_dir
 
 log = logging.getLogger(__name__)
 

@@ -38,10 +38,8 @@ from include.ops.backup.layout import (
     Manifest,
     ProgressFn,
     ProgressLog,
-    atomic_write,
     backup_path,
     copy_hashed,
-    fsync_dir,
     read_manifest,
     resolve_inside,
     sha256_file,
@@ -50,6 +48,7 @@ from include.ops.backup.layout import (
 from include.ops.backup.s3 import S3Store
 from include.ops.lock import maintenance_lock
 from include.ops.settings import Settings, get_settings
+from model.fsio import atomic_write_bytes, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +324,7 @@ def _restore_verified(
             "backup_root": str(root),
             "restored_at": datetime.now(UTC).isoformat(),
         }
-        atomic_write(staged_state / MARKER_NAME, json.dumps(marker, indent=2).encode())
+        atomic_write_bytes(staged_state / MARKER_NAME, json.dumps(marker, indent=2).encode())
         _stage_tree(root, manifest, mlflow_store.ARTIFACTS, staged_artifacts, progress)
         if staged_db is not None:
             staged_db.parent.mkdir(parents=True, exist_ok=True)

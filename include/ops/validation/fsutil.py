@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from model import fsio
+
 CHUNK = 1024 * 1024
 FILE_MODE = 0o644  # mkstemp creates 0600; stored batches and reports must stay readable by other services
 
@@ -25,30 +27,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a fsynced temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically with the store's file mode."""
+    fsio.atomic_write_bytes(path, data, FILE_MODE)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -78,7 +59,7 @@ def atomic_copy(src: Path, dst: Path, expected_sha256: str | None = None) -> str
         if expected_sha256 is not None and checksum != expected_sha256:
             raise OSError(f"copy of {src} to {dst} has sha256 {checksum}, expected {expected_sha256}")
         os.replace(tmp, dst)
-        _fsync_dir(dst.parent)
+        fsio.fsync_dir(dst.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -89,7 +70,7 @@ def safe_move(src: Path, dst: Path, expected_sha256: str) -> None:
     """Move ``src`` to ``dst`` without ever losing it: verified atomic copy first, unlink of ``src`` last."""
     atomic_copy(src, dst, expected_sha256=expected_sha256)
     Path(src).unlink()
-    _fsync_dir(Path(src).parent)
+    fsio.fsync_dir(Path(src).parent)
 
 
 def read_json(path: Path, default: Any) -> Any:
