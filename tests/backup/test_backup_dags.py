@@ -12,16 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.backup.conftest import listing, restart_s3, tree_digest
+from tests.dag_helpers import load_dag, state_name
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag(dag_id)
 
 
 def _fast_retries(dag, retries: int | None = None) -> None:
@@ -40,10 +33,6 @@ def _states(dagrun) -> dict[str, tuple[str, int]]:
     with create_session() as session:
         tis = session.query(TaskInstance).filter(TaskInstance.run_id == dagrun.run_id).all()
         return {ti.task_id: (str(getattr(ti.state, "value", ti.state)), ti.try_number) for ti in tis}
-
-
-def _state(obj) -> str:
-    return str(getattr(obj, "value", obj))
 
 
 @pytest.fixture
@@ -75,10 +64,10 @@ def webhook(no_proxy, monkeypatch: pytest.MonkeyPatch):
 def test_dags_declare_the_schedules_and_params():
     from airflow.sdk import AssetOrTimeSchedule
 
-    backup = _dag("checkpoint_backup")
+    backup = load_dag("checkpoint_backup")
     assert isinstance(backup.timetable, AssetOrTimeSchedule)
     assert "model_checkpoint" in str(backup.timetable.asset_condition)
-    recovery = _dag("disaster_recovery")
+    recovery = load_dag("disaster_recovery")
     assert recovery.schedule is None
     assert recovery.params["source"] == "local" and recovery.params["backup_id"] == "latest"
     assert recovery.params.get_param("source").schema["enum"] == ["local", "s3"]
@@ -88,8 +77,8 @@ def test_dags_declare_the_schedules_and_params():
 def test_checkpoint_backup_dag_backs_up_and_verifies(state, airflow_db):
     from include.ops.backup import latest_complete_backup, verify_backup
 
-    dagrun = _dag("checkpoint_backup").test()
-    assert _state(dagrun.state) == "success", _states(dagrun)
+    dagrun = load_dag("checkpoint_backup").test()
+    assert state_name(dagrun.state) == "success", _states(dagrun)
     latest = latest_complete_backup(state)
     assert latest is not None and latest.files > 10
     assert verify_backup(latest.backup_id, settings=state).ok
@@ -106,11 +95,11 @@ def test_checkpoint_backup_dag_retries_then_fails_when_s3_goes_away(state, s3, a
     good = create_backup(settings=state, store=s3_store_from_connection())
     (state.state_dir / "notes.txt").write_text("changed state\n" * 100)
     s3.stop_after_object_puts = len(s3.object_puts())
-    dag = _dag("checkpoint_backup")
+    dag = load_dag("checkpoint_backup")
     _fast_retries(dag)
     dagrun = dag.test()
     states = _states(dagrun)
-    assert _state(dagrun.state) == "failed"
+    assert state_name(dagrun.state) == "failed"
     assert states["upload"] == ("failed", 3), states  # tried, retried twice, failed
     assert states["commit"][0] == "upstream_failed" and states["snapshot"][0] == "success"
     failed = [i for i in list_backups(state) if i.backup_id != good.backup_id]
@@ -124,12 +113,12 @@ def test_checkpoint_backup_dag_retries_then_fails_when_s3_goes_away(state, s3, a
 def test_checkpoint_backup_dag_respects_the_maintenance_lock(state, airflow_db):
     from include.ops.lock import maintenance_lock
 
-    dag = _dag("checkpoint_backup")
+    dag = load_dag("checkpoint_backup")
     _fast_retries(dag, retries=0)
     with maintenance_lock("disaster_recovery:elsewhere", state.lock_file):
         dagrun = dag.test()
     states = _states(dagrun)
-    assert _state(dagrun.state) == "failed"
+    assert state_name(dagrun.state) == "failed"
     assert states["check_lock"][0] == "failed" and states["snapshot"][0] == "upstream_failed"
     assert not state.backup_dir.exists() or not any(state.backup_dir.iterdir())
 
@@ -142,8 +131,8 @@ def test_disaster_recovery_restores_validates_and_notifies(state, airflow_db, we
     backed_up = tree_digest(state.state_dir)
     for ckpt in state.checkpoint_dir.glob("*.pt"):
         ckpt.write_bytes(b"lost")  # disaster
-    dagrun = _dag("disaster_recovery").test(run_conf={"backup_id": "latest"})
-    assert _state(dagrun.state) == "success", _states(dagrun)
+    dagrun = load_dag("disaster_recovery").test(run_conf={"backup_id": "latest"})
+    assert state_name(dagrun.state) == "success", _states(dagrun)
     restored = tree_digest(state.state_dir)
     restored.pop(".restored_from.json")
     assert restored == backed_up
@@ -156,7 +145,7 @@ def test_disaster_recovery_refuses_corrupted_backup_and_bad_params(state, airflo
     from include.ops.backup import create_backup
     from include.ops.lock import is_maintenance_locked
 
-    dag = _dag("disaster_recovery")
+    dag = load_dag("disaster_recovery")
     with pytest.raises(ValueError, match="Invalid input for param backup_id"):
         dag.test(run_conf={"backup_id": "../../etc"})  # rejected when the run is created: nothing ran
     for key, bad in (("source", "ftp"), ("dry_run", "yes"), ("backup_id", "20261128T214500Z/../x")):
@@ -171,7 +160,7 @@ def test_disaster_recovery_refuses_corrupted_backup_and_bad_params(state, airflo
     before = tree_digest(state.state_dir)
     dagrun = dag.test(run_conf={"backup_id": result.backup_id})
     states = _states(dagrun)
-    assert _state(dagrun.state) == "failed"
+    assert state_name(dagrun.state) == "failed"
     assert states["verify"] == ("failed", 1), "a corrupted backup fails at once, without retries"
     assert states["restore"][0] == "upstream_failed" and states["release"][0] == "success"
     assert tree_digest(state.state_dir) == before

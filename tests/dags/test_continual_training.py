@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.dag_helpers import asset_events, load_dag, state_name
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,32 +24,6 @@ def small_training(ct_env: Path, airflow_db: Path, monkeypatch: pytest.MonkeyPat
     return settings
 
 
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "continual_training.py"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag("continual_training")
-
-
-def _state(obj) -> str:
-    return str(getattr(obj, "value", obj))
-
-
-def _checkpoint_events(run_id: str) -> list[dict]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        rows = (
-            session.query(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .filter(AssetModel.name == "model_checkpoint", AssetEvent.source_run_id == run_id)
-            .all()
-        )
-        return [dict(r.extra or {}) for r in rows]
-
-
 def test_two_tasks_tracked_registered_and_gated(small_training):
     import mlflow
 
@@ -55,11 +31,11 @@ def test_two_tasks_tracked_registered_and_gated(small_training):
     from model.checkpoint import sha256_file
 
     settings = small_training
-    dag = _dag()
+    dag = load_dag("continual_training")
 
     first = dag.test(run_conf={"task_id": "task_0", "strategy": "naive", "accuracy_floor": 0.5})
-    assert _state(first.state) == "success"
-    events = _checkpoint_events(first.run_id)
+    assert state_name(first.state) == "success"
+    events = asset_events("model_checkpoint", first.run_id)
     assert len(events) == 1 and events[0]["task_id"] == "task_0"
     assert sha256_file(Path(events[0]["checkpoint_path"])) == events[0]["checkpoint_sha256"]
 
@@ -83,11 +59,11 @@ def test_two_tasks_tracked_registered_and_gated(small_training):
     assert champion.tags["checkpoint_sha256"] == events[0]["checkpoint_sha256"]
 
     # Naive fine-tuning (no replay) forgets task_0 in the class-incremental scenario: the gate must fail the run visibly.
-    second = _dag().test(run_conf={"strategy": "naive", "accuracy_floor": 0.5})
-    assert _state(second.state) == "failed"
-    states = {ti.task_id: _state(ti.state) for ti in second.get_task_instances()}
+    second = load_dag("continual_training").test(run_conf={"strategy": "naive", "accuracy_floor": 0.5})
+    assert state_name(second.state) == "failed"
+    states = {ti.task_id: state_name(ti.state) for ti in second.get_task_instances()}
     assert states["train"] == "success" and states["register"] == "success" and states["gate"] == "failed"
-    assert _checkpoint_events(second.run_id)[0]["task_id"] == "task_1", (
+    assert asset_events("model_checkpoint", second.run_id)[0]["task_id"] == "task_1", (
         "checkpoint Asset emitted despite the gate"
     )
     challenger = mlc.get_model_version_by_alias(settings.registered_model, "challenger")

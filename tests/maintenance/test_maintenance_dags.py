@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from serving_support import checkpoints, install_state, learned_once, register_champion
 
+from tests.dag_helpers import load_dag, state_name
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -81,11 +83,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, airflow_db: Path, webhook) -
 
 def run_dag(dag_id: str, conf: dict | None = None) -> str:
     """``dag.test()`` one maintenance DAG; returns the DAG run state."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py"))
-    assert not bag.import_errors, bag.import_errors
-    return str(bag.get_dag(dag_id).test(run_conf=conf or {}).state)
+    return state_name(load_dag(dag_id).test(run_conf=conf or {}).state)
 
 
 def latest_report(var: Path, kind: str) -> dict:

@@ -7,44 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.dag_helpers import asset_events, load_dag, state_name, task_states
+
 from .helpers import land, store_snapshot, task_text
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "data_validation.py"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag("data_validation")
-
-
-def _state(obj) -> str:
-    return str(getattr(obj, "value", obj))
-
-
-def validated_batch_events(run_id: str) -> list[dict]:
-    """Extras of the `validated_task_batch` Asset events emitted by DAG run ``run_id`` (oldest first)."""
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        rows = (
-            session.query(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .filter(AssetModel.name == "validated_task_batch", AssetEvent.source_run_id == run_id)
-            .order_by(AssetEvent.id)
-            .all()
-        )
-        return [dict(r.extra or {}) for r in rows]
-
-
-def _task_states(dagrun) -> dict[str, list[str]]:
-    states: dict[str, list[str]] = {}
-    for ti in dagrun.get_task_instances():
-        states.setdefault(ti.task_id, []).append(_state(ti.state))
-    return states
 
 
 @pytest.mark.integration
@@ -57,14 +24,14 @@ def test_good_file_emits_event_bad_file_is_quarantined(val_env, airflow_db, spli
     bad = land(settings, "task_1.csv", bad_text)
     good_sha, bad_sha = sha256_file(good), sha256_file(bad)
 
-    dagrun = _dag().test()  # build_data_docs null: env CT_GX_DATA_DOCS=0 from val_env
+    dagrun = load_dag("data_validation").test()  # build_data_docs null: env CT_GX_DATA_DOCS=0 from val_env
 
-    assert _state(dagrun.state) == "failed"  # the bad file's mapped task fails the run
-    states = _task_states(dagrun)
+    assert state_name(dagrun.state) == "failed"  # the bad file's mapped task fails the run
+    states = task_states(dagrun)
     assert states["find_new_batches"] == ["success"]
     assert sorted(states["validate"]) == ["failed", "success"]
 
-    events = validated_batch_events(dagrun.run_id)
+    events = asset_events("validated_task_batch", dagrun.run_id)
     assert len(events) == 1
     extra = events[0]
     assert set(extra) == {"task_id", "path", "checksum", "rows", "summary"}
@@ -87,7 +54,7 @@ def test_good_file_emits_event_bad_file_is_quarantined(val_env, airflow_db, spli
 
     # a second run finds nothing new: no event, nothing validated or trained twice
     before = store_snapshot(settings.validated_dir)
-    again = _dag().test()
-    assert _state(again.state) == "success"
-    assert validated_batch_events(again.run_id) == []
+    again = load_dag("data_validation").test()
+    assert state_name(again.state) == "success"
+    assert asset_events("validated_task_batch", again.run_id) == []
     assert store_snapshot(settings.validated_dir) == before

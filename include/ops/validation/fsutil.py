@@ -6,8 +6,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,25 +42,14 @@ def atomic_copy(src: Path, dst: Path, expected_sha256: str | None = None) -> str
     naming both files and leaves ``dst`` untouched.
     """
     src, dst = Path(src), Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-            for block in iter(lambda: inp.read(CHUNK), b""):
-                digest.update(block)
-                out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
+    with fsio.atomic_writer(dst, FILE_MODE) as out, src.open("rb") as inp:
+        for block in iter(lambda: inp.read(CHUNK), b""):
+            digest.update(block)
+            out.write(block)
         checksum = digest.hexdigest()
         if expected_sha256 is not None and checksum != expected_sha256:
             raise OSError(f"copy of {src} to {dst} has sha256 {checksum}, expected {expected_sha256}")
-        os.replace(tmp, dst)
-        fsio.fsync_dir(dst.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return checksum
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from include.ops.settings import Settings, get_settings
 from include.ops.validation.config import MANIFEST_NAME, ValidationConfig, get_validation_config
 from include.ops.validation.fsutil import FILE_MODE, atomic_copy, sha256_file
 from include.ops.validation.store import safe_name
+from model.fsio import atomic_writer
 
 log = logging.getLogger(__name__)
 IGNORED_SUFFIXES = (".tmp", ".part")
@@ -123,18 +123,8 @@ class S3Landing:
         return f"s3://{self.bucket}/{self.prefix}"
 
     def _download(self, key: str, dst: Path) -> Path:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, FILE_MODE)
-            with os.fdopen(fd, "wb") as f:
-                self.hook.get_key(key, self.bucket).download_fileobj(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_writer(dst, FILE_MODE) as f:
+            self.hook.get_key(key, self.bucket).download_fileobj(f)
         return dst
 
     def manifest_path(self, staging_dir: Path) -> Path | None:

@@ -1,0 +1,45 @@
+"""Helpers for tests that run DAGs with ``dag.test()`` against the real test metadata DB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_dag(dag_id: str, file: str | None = None):
+    """Parse ``dags/<file or dag_id>.py`` alone (asserting no import errors) and return the DAG ``dag_id``."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / f"{file or dag_id}.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag(dag_id)
+
+
+def state_name(obj) -> str:
+    """A DagRun/TaskInstance state (enum or str) as its plain string."""
+    return str(getattr(obj, "value", obj))
+
+
+def task_states(dagrun) -> dict[str, list[str]]:
+    """State of every task instance of ``dagrun`` by task id (mapped tasks: one entry per map index)."""
+    states: dict[str, list[str]] = {}
+    for ti in dagrun.get_task_instances():
+        states.setdefault(ti.task_id, []).append(state_name(ti.state))
+    return states
+
+
+def asset_events(asset_name: str, run_id: str) -> list[dict]:
+    """Extras of the events of Asset ``asset_name`` emitted by DAG run ``run_id``, oldest first."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == asset_name, AssetEvent.source_run_id == run_id)
+            .order_by(AssetEvent.id)
+            .all()
+        )
+        return [dict(r.extra or {}) for r in rows]
