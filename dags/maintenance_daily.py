@@ -41,6 +41,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from include.maintenance_params import app_url_param, outcome_params
+
 KIND = "maintenance_daily"
 CHECKS = ["app_health", "airflow_health", "mlflow_health", "error_logs", "disk_space", "backup"]
 PROJECT_DAGS = [
@@ -64,9 +66,7 @@ PROJECT_DAGS = [
     default_args={"owner": "ops", "retries": 1, "retry_delay": timedelta(minutes=2)},
     doc_md=__doc__,
     params={
-        "app_url": Param(
-            "", type="string", description="Serving app base URL; empty: env CT_APP_URL or :8000."
-        ),
+        "app_url": app_url_param(),
         "log_window_hours": Param(
             24,
             type="number",
@@ -87,10 +87,7 @@ PROJECT_DAGS = [
             exclusiveMinimum=0,
             description="Fail when the newest complete backup is older.",
         ),
-        "strict": Param(False, type="boolean", description="Also fail on skipped / not-available checks."),
-        "alert_on_warning": Param(
-            False, type="boolean", description="Post to alert_webhook on warnings too."
-        ),
+        **outcome_params(),
     },
 )
 def maintenance_daily() -> None:

@@ -39,6 +39,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from include.maintenance_params import app_url_param, outcome_params
+
 KIND = "maintenance_monthly"
 CHECKS = ["security_audit", "capacity_planning", "performance_review", "documentation"]
 
@@ -53,9 +55,7 @@ CHECKS = ["security_audit", "capacity_planning", "performance_review", "document
     default_args={"owner": "ops", "retries": 1, "retry_delay": timedelta(minutes=5)},
     doc_md=__doc__,
     params={
-        "app_url": Param(
-            "", type="string", description="Serving app base URL; empty: env CT_APP_URL or :8000."
-        ),
+        "app_url": app_url_param(),
         "min_train_samples_per_s": Param(
             1000,
             type="number",
@@ -66,10 +66,7 @@ CHECKS = ["security_audit", "capacity_planning", "performance_review", "document
         "readme_path": Param(
             "", type="string", description="README with the runbook map; empty: the project's."
         ),
-        "strict": Param(False, type="boolean", description="Also fail on skipped / not-available checks."),
-        "alert_on_warning": Param(
-            False, type="boolean", description="Post to alert_webhook on warnings too."
-        ),
+        **outcome_params(),
     },
 )
 def maintenance_monthly() -> None:

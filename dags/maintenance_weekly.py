@@ -37,6 +37,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from include.maintenance_params import outcome_params
+
 KIND = "maintenance_weekly"
 CHECKS = ["dependency_audit", "cleanup", "performance_trends", "dr_drill"]
 
@@ -64,10 +66,7 @@ CHECKS = ["dependency_audit", "cleanup", "performance_trends", "dr_drill"]
             enum=["pypi", "osv"],
             description="Vulnerability database pip-audit queries.",
         ),
-        "strict": Param(False, type="boolean", description="Also fail on skipped / not-available checks."),
-        "alert_on_warning": Param(
-            False, type="boolean", description="Post to alert_webhook on warnings too."
-        ),
+        **outcome_params(),
     },
 )
 def maintenance_weekly() -> None:

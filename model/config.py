@@ -11,6 +11,7 @@ SCENARIOS = ("class_incremental", "task_incremental")
 POOLS = ("cls", "mean", "flatten")
 REPLAY_SELECTIONS = ("kmeans", "herding")
 AMP_DTYPES = ("bf16", "fp16")
+FINETUNE_SCOPES = ("all", "head")
 
 
 class _DictConfig:
@@ -114,6 +115,7 @@ class TrainConfig(_DictConfig):
     replay_distill_alpha: float = 1.0  # weight of distillation on old-class logits inside replay (0 = off)
     finetune_epochs: int = 30  # class-balanced fine-tuning on the exemplar buffer at task end (0 = off)
     finetune_lr: float = 2e-3
+    finetune_scope: str = "all"  # "all" parameters, or only the classifier "head" (backbone kept as learned)
     lwf_alpha: float = 1.0  # weight of the distillation loss against the frozen teacher
     lwf_temperature: float = 2.0
     ewc_lambda: float = 1000.0
@@ -130,6 +132,8 @@ class TrainConfig(_DictConfig):
         for name in ("replay_budget", "replay_batch_size", "finetune_epochs", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.finetune_scope not in FINETUNE_SCOPES:
+            raise ValueError(f"finetune_scope must be one of {FINETUNE_SCOPES}, got {self.finetune_scope!r}")
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"amp_dtype must be one of {AMP_DTYPES}, got {self.amp_dtype!r}")
         if self.replay_selection not in REPLAY_SELECTIONS:

@@ -194,9 +194,25 @@ def train_task(
     balanced = strategy.finetune_set(ctx)
     if balanced is not None and cfg.finetune_epochs > 0:
         phase = _Phase("finetune", *balanced, cfg.finetune_epochs, cfg.finetune_lr, use_hooks=False)
-        _run_phase(forward, model, optimizer, scaler, strategy, phase, table, ctx, cfg, device, None)
+        with _trainable_only(model, "head." if cfg.finetune_scope == "head" else ""):
+            _run_phase(forward, model, optimizer, scaler, strategy, phase, table, ctx, cfg, device, None)
     model.eval()
     return epoch_losses
+
+
+@contextlib.contextmanager
+def _trainable_only(model: nn.Module, prefix: str) -> Iterator[None]:
+    """Freeze every parameter whose name does not start with ``prefix`` for the block ("" = train all).
+
+    Frozen parameters get no gradient, so the optimizer skips them (no update, no weight decay)."""
+    frozen = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith(prefix)]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def _run_phase(
