@@ -117,3 +117,28 @@ def test_device_and_precision_choice():
     assert resolve_device("cpu").type == "cpu"
     with autocast(torch.device("cpu"), mixed_precision=True):
         assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32, "CPU trains in fp32"
+
+
+@pytest.mark.parametrize("scope", ["all", "head"])
+def test_finetune_scope_head_keeps_the_backbone_as_the_main_phase_left_it(scope: str):
+    """Replay's balanced fine-tuning updates only the classifier with finetune_scope="head"."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(strategy="replay", epochs=2, batch_size=16, finetune_epochs=3, finetune_scope=scope)
+    model = TinyTransformer(ModelConfig())
+    optimizer = make_optimizer(model, cfg)
+    strategy = get_strategy("replay", model, cfg)
+    x, y = _data()
+    train_task(model, optimizer, strategy, x, y, CTX, cfg, torch.device("cpu"))  # fills the buffer
+    second = TaskContext(1, "t1", (2, 3), ((0, 1),), "class_incremental", 10)
+    snapshot: dict[str, torch.Tensor] = {}
+
+    def after_main_epochs(epoch: int, loss: float) -> None:
+        if epoch == cfg.epochs - 1:  # the main phase is over; fine-tuning comes next
+            snapshot.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    train_task(model, optimizer, strategy, x, y + 2, second, cfg, torch.device("cpu"), after_main_epochs)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, snapshot[k])}
+    assert "head.weight" in changed
+    backbone_changed = {k for k in changed if not k.startswith("head.")}
+    assert (backbone_changed == set()) is (scope == "head"), backbone_changed
+    assert all(p.requires_grad for p in model.parameters()), "fine-tuning must not leave the backbone frozen"
