@@ -23,9 +23,8 @@ def test_replaces_whole_file_with_mode_and_creates_parents(tmp_path: Path) -> No
 def test_failure_mid_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
     target = tmp_path / "live.json"
     target.write_bytes(b"old bytes")
-    with pytest.raises(RuntimeError, match="boom"):
-        with atomic_writer(target) as f:
-            f.write(b"half of the new ")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), atomic_writer(target) as f:
+        f.write(b"half of the new ")
+        raise RuntimeError("boom")
     assert target.read_bytes() == b"old bytes"
     assert [p.name for p in tmp_path.iterdir()] == ["live.json"]
