@@ -62,6 +62,24 @@ def load_model(
     return model, cfg, meta
 
 
+def optimize_for_tensorrt(model: TinyTransformer, device: torch.device) -> torch.nn.Module:
+    """``torch.compile`` with the Torch-TensorRT backend (optional, off by default; ``CT_SERVING_TENSORRT``).
+
+    Raises RuntimeError naming what is missing when the device is not CUDA or torch-tensorrt is absent.
+    The compiled module keeps ``cfg`` and ``parameters()`` of the original, so predict_proba works on it.
+    """
+    if device.type != "cuda":
+        raise RuntimeError(f"TensorRT serving needs a CUDA device; the model is on {device}")
+    try:
+        import torch_tensorrt  # noqa: F401  registers the "tensorrt" backend of torch.compile
+    except ImportError as exc:
+        raise RuntimeError(
+            "TensorRT serving (CT_SERVING_TENSORRT=1) needs the torch-tensorrt package built for "
+            f"torch {torch.__version__.split('+')[0]} and CUDA 12; it is not installed"
+        ) from exc
+    return torch.compile(model, backend="tensorrt", dynamic=False)
+
+
 @torch.no_grad()
 def predict_proba(
     model: TinyTransformer, x: torch.Tensor | np.ndarray, allowed_classes: list[int] | None = None

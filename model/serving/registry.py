@@ -99,7 +99,7 @@ class ModelStore:
         The metadata gets the checkpoint's ``metrics`` (retention per task) besides what ``load_model`` returns.
         """
         from model.checkpoint import CheckpointError, load_checkpoint, sha256_file
-        from model.inference import load_model
+        from model.inference import load_model, optimize_for_tensorrt
 
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} does not exist")
@@ -108,7 +108,11 @@ class ModelStore:
             raise CheckpointError(f"checkpoint {path} sha256 {actual} != registry tag {expected_sha256}")
         model, cfg, meta = load_model(path)
         meta = {"metrics": load_checkpoint(path).get("metrics") or {}, **dict(meta or {})}
-        return model.to(self._device()).eval(), cfg.to_dict(), meta, actual
+        device = self._device()
+        model = model.to(device).eval()
+        if self.serving.tensorrt:
+            model = optimize_for_tensorrt(model, device)
+        return model, cfg.to_dict(), meta, actual
 
     def _build(self, path: Path, sha: str, model: Any, cfg: dict, meta: dict, **extra: Any) -> LoadedModel:
         metrics = meta.get("metrics") or {}

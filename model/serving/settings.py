@@ -19,6 +19,7 @@ class ServingSettings(BaseSettings):
     batch_timeout_ms: float = Field(10.0, ge=0.0, le=1000.0)  # wait at most this long to fill a batch
     slow_inference_ms: float = Field(250.0, gt=0.0)  # a request slower than this logs "slow inference"
     device: str = "auto"  # "auto" = CUDA when available, else CPU
+    tensorrt: bool = False  # compile the served model with Torch-TensorRT (optional; CUDA + torch-tensorrt)
     # intra-op threads: the batcher runs one forward at a time, and a model this small gains nothing from
     # more threads that fight the event loop and the clients for cores (measured: 1 thread is 8x faster
     # than 2 on a loaded 2-core host). 0 keeps torch's default.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import torch
 from serving_support import TOKEN, checkpoints, register_champion, serving_client
 
 
@@ -120,3 +122,20 @@ def test_reload_switches_to_the_champion_and_keeps_serving_on_failure(client, se
     assert failed.status_code == 503 and "still serving the previous model" in failed.json()["detail"]
     assert client.post("/predict", json={"instances": [[3] * 64]}).status_code == 200
     assert TOKEN not in failed.text
+
+
+def test_tensorrt_is_off_by_default_and_when_asked_for_here_says_what_is_missing(serving_env: Path):
+    """TensorRT is optional: never used unless CT_SERVING_TENSORRT is set; on a host without CUDA or
+    torch-tensorrt the model is not served and /health/model names the missing piece."""
+    from model.inference import optimize_for_tensorrt
+    from model.serving.settings import ServingSettings
+
+    assert ServingSettings().tensorrt is False
+    with serving_client() as client:
+        assert client.get("/health/model").json()["loaded"] is True
+    with serving_client(tensorrt=True) as client:
+        body = client.get("/health/model").json()
+        assert body["loaded"] is False
+        assert "TensorRT serving needs a CUDA device" in str(body), body
+    with pytest.raises(RuntimeError, match="torch-tensorrt package"):
+        optimize_for_tensorrt(torch.nn.Linear(1, 1), torch.device("cuda"))  # no CUDA work before the import
