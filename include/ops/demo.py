@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -45,51 +44,21 @@ def run_dag(dag_id: str, conf: dict[str, Any] | None = None) -> str:
     return state
 
 
-def validate_landing(settings: Settings, manifest: Path) -> bool:
-    """Feed the task files through the landing zone and `data_validation`; False when validation isn't built."""
-    try:
-        from include.ops.validation.landing import land_task_stream
-    except ImportError:
-        return False
-    if not (PROJECT_ROOT / "dags" / "data_validation.py").exists():
-        return False
+def validate_landing(settings: Settings, manifest: Path) -> None:
+    """Feed the task files through the landing zone and `data_validation`; SystemExit when validation fails."""
+    from include.ops.validation.landing import land_task_stream
+
     landed = land_task_stream(manifest, settings.landing_dir)
     print(f"==> landed {len(landed)} files in {settings.landing_dir}; running data_validation", flush=True)
     if run_dag("data_validation") != "success":
         raise SystemExit("data_validation failed: see the task logs above and var/quarantine/")
-    return True
 
 
-def print_results(settings: Settings) -> None:
-    """Print the latest accuracy matrix and per-task retention from MLflow."""
-    try:
-        from include.ops.cli import main as cli_main
+def print_results() -> None:
+    """Print the latest accuracy matrix and per-task retention from MLflow (`make status`)."""
+    from include.ops.cli import main as cli_main
 
-        cli_main(["status"])
-        return
-    except ImportError:
-        pass
-    import mlflow
-
-    from include.ops import tracking
-
-    mlc = tracking.client(settings)
-    exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
-    run = mlc.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
-    matrix = json.loads(
-        Path(
-            mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="acc_matrix.json")
-        ).read_text()
-    )
-    ids = matrix["task_ids"]
-    print("\nAccuracy matrix R[i][j] (row: after training task i, column: task j)")
-    print(" " * 12 + "".join(f"{t:>9}" for t in ids))
-    for tid, row in zip(ids, matrix["matrix"], strict=False):
-        print(f"{tid:>12}" + "".join(f"{'' if v is None else f'{v:.3f}':>9}" for v in row))
-    print("\nRetention R[T][j]/R[j][j] (threshold 0.8)")
-    for tid in ids[:-1]:
-        print(f"{tid:>12} {run.data.metrics.get(f'retention.{tid}', float('nan')):.3f}")
-    print(f"mean retention {run.data.metrics.get('mean_retention', float('nan')):.3f}")
+    cli_main(["status"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-    print_results(settings)
+    print_results()
     airflow_home = os.environ.get("AIRFLOW_HOME", "var/airflow")
     print(
         f"""
