@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -65,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `make demo`; exit code non-zero when any DAG run failed."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prepare-only", action="store_true", help="only write the task stream")
+    parser.add_argument(
+        "--conf",
+        type=json.loads,
+        default={},
+        help='run conf (JSON) of every continual_training run, e.g. \'{"epochs": 5, "accuracy_floor": 0.8}\'',
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     settings = get_settings()
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         if not plan_tasks(settings, None, []):
             break
         print("==> continual_training (next task)", flush=True)
-        if run_dag("continual_training") != "success":
+        if run_dag("continual_training", args.conf) != "success":
             print(
                 "continual_training failed: open MLflow (make mlflow-ui) and the task log above",
                 file=sys.stderr,

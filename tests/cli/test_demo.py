@@ -1,0 +1,54 @@
+"""`make demo`'s job end to end on a tmp project: validate the stream, learn every task through DAG runs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.dag_helpers import state_name
+
+QUICK = {"epochs": 1, "max_samples_per_task": 64, "accuracy_floor": 0.0, "retention_threshold": 0.0}
+
+
+@pytest.mark.integration
+def test_demo_learns_every_task_through_successful_dag_runs(
+    ct_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from mlflow import MlflowClient
+
+    from include.ops import demo
+    from include.ops.settings import get_settings
+
+    monkeypatch.setenv("CT_GX_DATA_DOCS", "0")
+    monkeypatch.delenv("CT_TRAIN_OVERRIDES", raising=False)
+    started = datetime.now(UTC)
+
+    assert demo.main(["--conf", json.dumps(QUICK)]) == 0
+
+    with create_session() as session:
+        runs = (
+            session.query(DagRun)
+            .filter(DagRun.dag_id == "continual_training", DagRun.start_date >= started)
+            .all()
+        )
+        states = [state_name(r.state) for r in runs]
+        confs = [r.conf for r in runs]
+    assert states == ["success"] * 5
+    assert all(c == QUICK for c in confs), "every training run gets the demo's --conf"
+    settings = get_settings()
+    assert sorted(p.name for p in settings.validated_dir.glob("task_*.csv")) == [
+        f"task_{k}.csv" for k in range(5)
+    ], "every task went through data_validation first"
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    exp = client.get_experiment_by_name(settings.mlflow_experiment)
+    learned = {r.data.tags["ct.task_id"] for r in client.search_runs([exp.experiment_id])}
+    assert learned == {f"task_{k}" for k in range(5)}
+    out = capsys.readouterr().out
+    assert "Accuracy matrix" in out and "after task_4" in out and "demo finished" in out
+    # a second demo on the same state has nothing left to learn and still succeeds
+    assert demo.main(["--conf", json.dumps(QUICK)]) == 0
