@@ -44,7 +44,7 @@ airflow-db: venv ## create/migrate the SQLite Airflow metadata DB inside the pro
 	@airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -30 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 
 demo: venv airflow-db ## the main job: validate and learn every task through real Airflow DAG runs
-	@$(PY) -m include.ops.demo
+	@$(PY) -m include.ops.demo $(if $(DEMO_CONF),--conf '$(DEMO_CONF)')
 
 lint: venv ## ruff check + format check
 	@$(VENV)/bin/ruff check .
