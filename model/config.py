@@ -113,7 +113,7 @@ class TrainConfig(_DictConfig):
     replay_batch_size: int = 64  # replayed exemplars appended to every training batch (2x the new data)
     replay_selection: str = "kmeans"  # "kmeans" (medoids, covers the class) or "herding" (iCaRL, mean-like)
     replay_distill_alpha: float = 1.0  # weight of distillation on old-class logits inside replay (0 = off)
-    finetune_epochs: int = 30  # class-balanced fine-tuning on the exemplar buffer at task end (0 = off)
+    finetune_epochs: int = 15  # class-balanced fine-tuning on the exemplar buffer at task end (0 = off)
     finetune_lr: float = 5e-4  # gentle: a higher rate trades the newest task's accuracy for old classes
     finetune_scope: str = "all"  # "all" parameters, or only the classifier "head" (backbone kept as learned)
     lwf_alpha: float = 1.0  # weight of the distillation loss against the frozen teacher
