@@ -22,6 +22,9 @@ STATUS_LEARNED = "learned"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PYFUNC_CODE = PROJECT_ROOT / "include" / "ops" / "pyfunc_model.py"
+# MLflow 3's UI reads this experiment tag to choose the "Model training" view over the GenAI one
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 @dataclass
@@ -52,17 +55,26 @@ def client(settings: Settings):  # -> mlflow.MlflowClient (mlflow imported lazil
 
 
 def ensure_experiment(settings: Settings) -> str:
-    """Create the project's experiment if missing (local artifact root next to a SQLite store); return its id."""
+    """Create the project's experiment if missing (local artifact root next to a SQLite store); return its id.
+
+    The experiment is tagged as model training, so the MLflow 3 UI opens its runs table, not the GenAI
+    overview (whose onboarding pop-overs would greet operators on every fresh browser)."""
     mlc = client(settings)
     exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            mlc.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     location = None
     if settings.mlflow_tracking_uri.startswith("sqlite:///"):
         db = Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
         location = (db.parent / "artifacts").resolve().as_uri()
     try:
-        return mlc.create_experiment(settings.mlflow_experiment, artifact_location=location)
+        return mlc.create_experiment(
+            settings.mlflow_experiment,
+            artifact_location=location,
+            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+        )
     except Exception:  # a concurrent creator won the race
         exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
         if exp is None:

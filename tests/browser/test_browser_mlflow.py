@@ -49,9 +49,13 @@ def test_mlflow_ui_shows_the_learned_run(
     run_id = mlrun.info.run_id
     page = fresh_page
     page.goto(f"{mlflow_server.url}/")
+    # MLflow 3 opens in its GenAI workspace, whose experiment overview greets a fresh browser with onboarding
+    # pop-overs that block clicks; an operator switches to "Model training", where the experiment (tagged
+    # mlflow.experimentKind=custom_model_development by include.ops.tracking) lands on its runs table.
+    page.get_by_text("Model training", exact=True).first.click()
     page.get_by_role("link", name=EXPERIMENT).first.click()
     page.wait_for_url(f"**/experiments/{exp.experiment_id}**")
-    page.get_by_role("link", name="Training runs").first.click()
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
     run_link = page.get_by_role("link", name="task_0").first
     expect(run_link).to_be_visible()
     shot(page, "mlflow-01-experiment-runs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -214,3 +215,19 @@ def test_tasks_learned_before_validation_keep_their_raw_files_new_ones_need_vali
     summary = training.learn_one(settings, "task_1", cfg, "continual_training", "manual__after-validation")
     assert summary["task_ids"] == ["task_0", "task_1"]
     assert training.plan_tasks(settings, None, []) == [], "task_2 has not passed validation"
+
+
+def test_experiment_is_tagged_as_model_training_even_when_it_existed_before(ct_env: Path):
+    """MLflow 3's UI picks its view from mlflow.experimentKind; an untagged older experiment gets the tag."""
+    from include.ops import tracking
+    from include.ops.settings import get_settings
+
+    settings = get_settings()
+    mlc = tracking.client(settings)
+    old_id = mlc.create_experiment(settings.mlflow_experiment)  # created by an older version: no kind tag
+    assert tracking.EXPERIMENT_KIND_TAG not in mlc.get_experiment(old_id).tags
+    assert tracking.ensure_experiment(settings) == old_id
+    assert mlc.get_experiment(old_id).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    fresh = dataclasses.replace(settings, mlflow_experiment="another")
+    new_id = tracking.ensure_experiment(fresh)
+    assert mlc.get_experiment(new_id).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
