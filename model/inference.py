@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.checkpoint import load_checkpoint, sha256_file
+from model.checkpoint import load_checkpoint, read_sidecar
 from model.config import ModelConfig
 from model.data import PIXEL_MAX
 from model.network import TinyTransformer
@@ -57,7 +57,7 @@ def load_model(
         "metrics": payload["metrics"],
         "train_config": dict(payload["train_config"]),
         "checkpoint_path": str(path),
-        "sha256": sha256_file(path),
+        "sha256": read_sidecar(path),  # load_checkpoint just verified the file against it
     }
     return model, cfg, meta
 

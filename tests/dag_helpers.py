@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from include.ops.dag_runs import load_dag, state_name
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_dag(dag_id: str, file: str | None = None):
-    """Parse ``dags/<file or dag_id>.py`` alone (asserting no import errors) and return the DAG ``dag_id``."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / f"{file or dag_id}.py"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag(dag_id)
-
-
-def state_name(obj) -> str:
-    """A DagRun/TaskInstance state (enum or str) as its plain string."""
-    return str(getattr(obj, "value", obj))
+__all__ = ["asset_events", "load_dag", "state_name", "task_states"]
 
 
 def task_states(dagrun) -> dict[str, list[str]]:

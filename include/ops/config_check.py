@@ -617,7 +617,7 @@ def write_env(env_file: Path, example: Path = ENV_EXAMPLE) -> tuple[Path, list[s
         lines += ["", "# ---- kept from the previous file ----", *extra]
     if env_file.exists():
         backup_config(env_file)
-    atomic_write_text(env_file, "\n".join(lines) + "\n")
+    atomic_write_text(env_file, "\n".join(lines) + "\n", mode=0o600)
     return env_file, sorted(generated)
 
 
@@ -634,7 +634,7 @@ def backup_config(env_file: Path, dest_dir: Path | None = None) -> Path:
     while dest.exists():
         dest = dest_dir / f"{env_file.name}.backup.{stamp}.{n}"
         n += 1
-    atomic_write_text(dest, env_file.read_text())
+    atomic_write_text(dest, env_file.read_text(), mode=0o600)
     return dest
 
 
@@ -652,7 +652,7 @@ def apply_config(
     if problems:
         return problems, None
     backup = backup_config(env_file) if env_file.exists() else None
-    atomic_write_text(env_file, new_file.read_text())
+    atomic_write_text(env_file, new_file.read_text(), mode=0o600)
     return [], backup
 
 

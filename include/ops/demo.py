@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from include.ops.settings import PROJECT_ROOT, Settings, get_settings
+from include.ops.dag_runs import load_dag, state_name
+from include.ops.settings import Settings, get_settings
 
 log = logging.getLogger("demo")
 
@@ -23,24 +24,11 @@ def prepare_data(settings: Settings) -> Path:
     return write_split_digits(settings.data_dir)
 
 
-def _dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{dag_id}.py"))
-    if bag.import_errors:
-        raise SystemExit(f"DAG {dag_id} failed to import: {bag.import_errors}")
-    return bag.get_dag(dag_id)
-
-
-def _state(dagrun: Any) -> str:
-    return str(getattr(dagrun.state, "value", dagrun.state))
-
-
 def run_dag(dag_id: str, conf: dict[str, Any] | None = None) -> str:
     """Run one DAG run in-process (recorded in the Airflow metadata DB); return its final state."""
     started = time.monotonic()
-    dagrun = _dag(dag_id).test(run_conf=conf or {})
-    state = _state(dagrun)
+    dagrun = load_dag(dag_id).test(run_conf=conf or {})
+    state = state_name(dagrun.state)
     print(f"   {dag_id}: run {dagrun.run_id} -> {state} in {time.monotonic() - started:.1f}s", flush=True)
     return state
 

@@ -57,8 +57,9 @@ def client(settings: Settings):  # -> mlflow.MlflowClient (mlflow imported lazil
 def ensure_experiment(settings: Settings) -> str:
     """Create the project's experiment if missing (local artifact root next to a SQLite store); return its id.
 
-    The experiment is tagged as model training, so the MLflow 3 UI opens its runs table, not the GenAI
-    overview (whose onboarding pop-overs would greet operators on every fresh browser)."""
+    The experiment (an older untagged one too) carries ``mlflow.experimentKind=custom_model_development``,
+    the kind MLflow 3 uses to tell model-training experiments from GenAI ones; in the UI's "Model training"
+    workspace it opens on its runs table."""
     mlc = client(settings)
     exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
     if exp is not None:

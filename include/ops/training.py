@@ -13,6 +13,7 @@ from typing import Any
 
 from include.ops import tracking
 from include.ops.settings import Settings
+from model.fsio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +25,20 @@ class TrainingRefused(RuntimeError):
     """Raised when a requested task cannot be trained (unknown, already learned, maintenance lock held)."""
 
 
-def manifest_path(settings: Settings) -> Path:
+def manifest_path(settings: Settings, learned: set[str] | None = None) -> Path:
     """The task manifest training reads: the validated store's once validation has run, else the raw stream.
 
     With a validated store, tasks learned before validation was switched on keep their raw files for evaluation
     (written as absolute paths into ``state_dir/effective_manifest.json``); a task not learned yet is only ever
     read from the validated store, so nothing trains on a batch that has not passed validation.
+    ``learned`` (the task ids MLflow records as learned) is looked up when not given.
     """
     validated = settings.validated_dir / "manifest.json"
     if not validated.exists():
         return settings.manifest_path
     raw = json.loads(validated.read_text())
-    learned = set(tracking.learned_task_ids(settings))
+    if learned is None:
+        learned = set(tracking.learned_task_ids(settings))
     fallback = False
     for spec in raw["tasks"]:
         store_copy = settings.validated_dir / spec["file"]
@@ -48,10 +51,7 @@ def manifest_path(settings: Settings) -> Path:
     effective = settings.state_dir / "effective_manifest.json"
     text = json.dumps(raw, indent=2) + "\n"
     if not effective.exists() or effective.read_text() != text:
-        from model.fsio import atomic_write_bytes
-
-        effective.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(effective, text.encode())
+        atomic_write_text(effective, text)
     return effective
 
 
@@ -87,10 +87,10 @@ def plan_tasks(settings: Settings, requested: str | None, event_task_ids: list[s
     """Tasks this run learns: the param's task; else the triggering events' tasks in task order; else the next."""
     from model.data import load_manifest
 
-    path = manifest_path(settings)
+    learned = set(tracking.learned_task_ids(settings))
+    path = manifest_path(settings, learned)
     manifest = load_manifest(path)
     known = [t.task_id for t in manifest.tasks]
-    learned = set(tracking.learned_task_ids(settings))
     if requested:
         if requested not in known:
             raise TrainingRefused(f"task {requested!r} is not in the manifest {path} ({known})")

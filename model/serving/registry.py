@@ -94,11 +94,9 @@ class ModelStore:
         return resolve_device(self.serving.device)
 
     def _load_file(self, path: Path, expected_sha256: str | None) -> tuple[Any, dict[str, Any], dict, str]:
-        """Verify and load one checkpoint; CheckpointError naming the file on any mismatch.
-
-        The metadata gets the checkpoint's ``metrics`` (retention per task) besides what ``load_model`` returns.
-        """
-        from model.checkpoint import CheckpointError, load_checkpoint, sha256_file
+        """Verify and load one checkpoint onto the serving device; CheckpointError naming the file on any
+        mismatch (registry tag checked before anything is unpickled, then the sidecar by ``load_model``)."""
+        from model.checkpoint import CheckpointError, sha256_file
         from model.inference import load_model, optimize_for_tensorrt
 
         if not path.is_file():
@@ -106,10 +104,8 @@ class ModelStore:
         actual = sha256_file(path)
         if expected_sha256 is not None and actual != expected_sha256:
             raise CheckpointError(f"checkpoint {path} sha256 {actual} != registry tag {expected_sha256}")
-        model, cfg, meta = load_model(path)
-        meta = {"metrics": load_checkpoint(path).get("metrics") or {}, **dict(meta or {})}
         device = self._device()
-        model = model.to(device).eval()
+        model, cfg, meta = load_model(path, map_location=device)
         if self.serving.tensorrt:
             model = optimize_for_tensorrt(model, device)
         return model, cfg.to_dict(), meta, actual

@@ -50,8 +50,8 @@ def test_mlflow_ui_shows_the_learned_run(
     page = fresh_page
     page.goto(f"{mlflow_server.url}/")
     # MLflow 3 opens in its GenAI workspace, whose experiment overview greets a fresh browser with onboarding
-    # pop-overs that block clicks; an operator switches to "Model training", where the experiment (tagged
-    # mlflow.experimentKind=custom_model_development by include.ops.tracking) lands on its runs table.
+    # pop-overs that block clicks; an operator switches to "Model training", where the experiment lands on
+    # its runs table.
     page.get_by_text("Model training", exact=True).first.click()
     page.get_by_role("link", name=EXPERIMENT).first.click()
     page.wait_for_url(f"**/experiments/{exp.experiment_id}**")
