@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         help='run conf (JSON) of every continual_training run, e.g. \'{"epochs": 5, "accuracy_floor": 0.8}\'',
     )
     args = parser.parse_args(argv)
+    if not isinstance(args.conf, dict):
+        parser.error(f"--conf must be a JSON object, got {args.conf!r}")
+    unknown = sorted(set(args.conf) - set(load_dag("continual_training").params))
+    if unknown:  # a typo would otherwise be ignored and the demo run with defaults
+        parser.error(f"--conf keys {unknown} are not params of continual_training")
     logging.basicConfig(level=logging.WARNING)
     settings = get_settings()
     started = time.monotonic()

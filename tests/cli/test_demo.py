@@ -52,3 +52,19 @@ def test_demo_learns_every_task_through_successful_dag_runs(
     assert "Accuracy matrix" in out and "after task_4" in out and "demo finished" in out
     # a second demo on the same state has nothing left to learn and still succeeds
     assert demo.main(["--conf", json.dumps(QUICK)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [('{"epoch": 5}', "['epoch'] are not params of continual_training"), ("[5]", "must be a JSON object")],
+)
+def test_demo_refuses_a_conf_it_would_silently_ignore(
+    ct_env: Path, capsys: pytest.CaptureFixture, conf: str, message: str
+) -> None:
+    from include.ops import demo
+    from include.ops.settings import get_settings
+
+    with pytest.raises(SystemExit) as exc:
+        demo.main(["--conf", conf])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not get_settings().data_dir.exists(), "refused before anything was written"
