@@ -44,11 +44,12 @@ airflow-db: venv ## create/migrate the SQLite Airflow metadata DB inside the pro
 	@airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -30 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 
 demo: venv airflow-db ## the main job: validate and learn every task through real Airflow DAG runs
-	@$(PY) -m include.ops.demo $(if $(DEMO_CONF),--conf '$(DEMO_CONF)')
+	@$(PY) -m include.airflow_glue.demo $(if $(DEMO_CONF),--conf '$(DEMO_CONF)')
 
-lint: venv ## ruff check + format check
+lint: venv ## ruff check + format check + the layer contracts (import-linter, pyproject.toml)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/lint-imports --no-cache --no-logo
 
 test: venv system-deps lint ## set up and run the whole test suite
 	@$(VENV)/bin/pytest

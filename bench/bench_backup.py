@@ -31,7 +31,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +61,7 @@ def build_state(var: Path, tasks: int, samples: int):
     from model.learner import ContinualLearner
 
     base = get_settings()
-    settings = replace(
-        base,
+    settings = base.replace(
         var_dir=var,
         data_dir=var / "data" / "split_digits",
         validated_dir=var / "validated",
@@ -107,14 +105,18 @@ def build_state(var: Path, tasks: int, samples: int):
 
 def source_files(settings) -> list[tuple[Path, str]]:
     """``(live file, path in a backup)`` of everything a backup reads: state, MLflow store, artifacts, data."""
-    from include.ops.backup.create import _data_files, _walk_files, task_manifest_path
     from include.ops.backup.mlflow_store import artifacts_dir, backend_kind, sqlite_path
+    from include.ops.backup.sources import task_data, walk_files
+    from include.ops.task_manifest import resolve_task_manifest
 
-    files = [(p, f"state/{rel}") for rel, p in _walk_files(settings.state_dir)]
+    files = [(p, f"state/{rel}") for rel, p in walk_files(settings.state_dir)]
     if backend_kind(settings.mlflow_tracking_uri) == "sqlite":
         files.append((sqlite_path(settings.mlflow_tracking_uri), "mlflow/mlflow.db"))
-    files += [(p, f"mlflow/artifacts/{rel}") for rel, p in _walk_files(artifacts_dir(settings))]
-    files += [(p, f"data/{rel}") for rel, p in _data_files(task_manifest_path(settings))]
+    files += [(p, f"mlflow/artifacts/{rel}") for rel, p in walk_files(artifacts_dir(settings))]
+    task_manifest = resolve_task_manifest(settings)
+    files += [(p, f"data/{rel}") for rel, p in task_data(task_manifest).files]
+    if task_manifest.is_file():
+        files.append((task_manifest, "data/manifest.json"))
     return files
 
 
@@ -151,8 +153,7 @@ def run(out_path: Path, quick: bool) -> dict:
         if not has_demo_state(settings):
             kind = "synthetic"
             settings = build_state(work / "var", tasks=2 if quick else 5, samples=64 if quick else 256)
-        settings = replace(
-            settings,
+        settings = settings.replace(
             backup_dir=work / "backups",
             reports_dir=work / "reports",
             lock_file=work / "maintenance.lock",

@@ -76,7 +76,7 @@ def run_joint(manifest: Path, scenario: str, seed: int, overrides: dict, work: P
     from model.config import TrainConfig
     from model.data import load_manifest
     from model.learner import ContinualLearner
-    from model.training import evaluate_accuracy
+    from model.metrics import accuracy
 
     stream = load_manifest(manifest)
     rows: list[list[str]] = []
@@ -112,7 +112,7 @@ def run_joint(manifest: Path, scenario: str, seed: int, overrides: dict, work: P
     for spec in stream.tasks:
         data = load_task_csv(manifest.parent / spec.file)
         allowed = spec.classes if scenario == "task_incremental" else classes
-        final.append(evaluate_accuracy(learner.model, data.x_test, data.y_test, allowed, learner.device))
+        final.append(accuracy(learner.model, data.x_test, data.y_test, allowed, learner.device))
     n = len(final)
     matrix: list[list[float | None]] = [[None] * n for _ in range(n)]
     matrix[-1] = final

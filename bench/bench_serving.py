@@ -4,7 +4,7 @@
     python -m bench.bench_serving --quick    # 3 s per server (what the test runs)
 
 1. Trains a small checkpoint (Split-Digits task_0) into a temp state folder.
-2. Serves it twice with uvicorn in a subprocess on 127.0.0.1 (``python -m model.serving``): with the dynamic
+2. Serves it twice with uvicorn in a subprocess on 127.0.0.1 (``python -m include.serving``): with the dynamic
    batcher, then with ``CT_SERVING_BATCHING=false`` (naive: one forward per request, same app, same server).
    32 concurrent keep-alive clients (asyncio streams, one process) send one image per request for a fixed
    time; latency percentiles and throughput are measured on the client side, load generator included.
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from model.serving.server import ServerProcess
+from include.serving.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "serving.json"
@@ -134,10 +134,9 @@ def end_to_end(workdir: Path, state: Path, batching: bool, images: list[list[int
 
 def in_process(state: Path, images: list[list[int]], seconds: float) -> dict[str, Any]:
     """Dynamic batcher vs one forward per request, same model, same 32 concurrent submitters."""
-    from include.ops.settings import get_settings
-    from model.serving.batcher import DynamicBatcher
-    from model.serving.registry import ModelStore
-    from model.serving.settings import ServingSettings
+    from include.ops.settings import ServingSettings, get_settings
+    from include.serving.batcher import DynamicBatcher
+    from include.serving.registry import ModelStore
 
     os.environ["CT_STATE_DIR"] = str(state)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{state / 'absent.db'}"

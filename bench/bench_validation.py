@@ -59,15 +59,14 @@ def run(rows: int, out_path: Path, quick: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_validation_") as tmp:
         work = Path(tmp)
         manifest_path = write_split_digits(work / "stream")
-        settings = replace(
-            get_settings(),
+        settings = get_settings().replace(
             validated_dir=work / "validated",
             quarantine_dir=work / "quarantine",
             log_dir=work / "logs",
             reports_dir=work / "reports",
             var_dir=work,
         )
-        config = replace(get_validation_config(), build_data_docs=False)
+        config = replace(get_validation_config(settings), build_data_docs=False)
         settings.validated_dir.mkdir()
         for k in range(1, 5):  # leakage reference: the other tasks' files in the validated store
             shutil.copy(manifest_path.parent / f"task_{k}.csv", settings.validated_dir / f"task_{k}.csv")

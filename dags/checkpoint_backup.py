@@ -37,23 +37,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from include.assets import CHECKPOINT
-
-S3_CONN_ID = "s3_backup"
-
-
-def _store(remote: str):
-    """The S3 store for the ``remote`` param (None for local-only), from the ``s3_backup`` connection."""
-    if remote == "off":
-        return None
-    from include.ops.backup import s3_store_from_connection
-
-    store = s3_store_from_connection(S3_CONN_ID)
-    if store is None and remote == "required":
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(f"remote=required but the {S3_CONN_ID!r} connection is not configured")
-    return store
+from include.airflow_glue.assets import CHECKPOINT
 
 
 @dag(
@@ -113,9 +97,10 @@ def checkpoint_backup():
     @task
     def upload(snap: dict, params: dict) -> dict | None:
         """Upload files S3 does not hold yet (content-addressed); retried, then fails without a manifest."""
+        from include.airflow_glue.s3 import backup_store
         from include.ops.backup import upload_backup
 
-        store = _store(params["remote"])
+        store = backup_store(params["remote"])
         if store is None:
             print("no S3 store configured: local backup only")
             return None
@@ -124,9 +109,10 @@ def checkpoint_backup():
     @task
     def commit(snap: dict, uploaded: dict | None, params: dict) -> dict:
         """Write the manifest (S3 first, then local): the backup becomes complete."""
+        from include.airflow_glue.s3 import backup_store
         from include.ops.backup import commit_backup
 
-        store = _store(params["remote"]) if uploaded is not None else None
+        store = backup_store(params["remote"]) if uploaded is not None else None
         manifest = commit_backup(snap["backup_id"], store=store)
         return {
             "backup_id": manifest.backup_id,
@@ -137,11 +123,14 @@ def checkpoint_backup():
     @task
     def verify(committed: dict, params: dict) -> list[dict]:
         """Re-read the backup and check every checksum (local, and S3 when it was uploaded)."""
+        from include.airflow_glue.s3 import backup_store
         from include.ops.backup import verify_backup
 
         reports = [verify_backup(committed["backup_id"], "local").to_dict()]
         if committed["remote"] and params["verify_remote"]:
-            reports.append(verify_backup(committed["backup_id"], "s3", store=_store("required")).to_dict())
+            reports.append(
+                verify_backup(committed["backup_id"], "s3", store=backup_store("required")).to_dict()
+            )
         return reports
 
     @task

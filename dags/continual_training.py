@@ -16,8 +16,11 @@ retention >= `retention_threshold` and the new task reaches `accuracy_floor` (fi
 `challenger` and the final `gate` task fails. The `train` task emits the `model_checkpoint` Asset either way.
 
 **Params**: `task_id` (null = automatic), `strategy`, `scenario`, `epochs`, `max_samples_per_task`,
-`retention_threshold`, `accuracy_floor`. Operator overrides from `POST /api/config/*` and the
-`CT_TRAIN_OVERRIDES` env var apply underneath the params. The training queue is `CT_TRAINING_QUEUE`.
+`retention_threshold`, `accuracy_floor`. Precedence, resolved once per run by `plan` and logged to MLflow
+(`run_settings.json` on every learned run): a param the trigger conf sets > an operator override
+(`POST /api/config/*`) > the environment (`CT_RETENTION_THRESHOLD`, `CT_ACCURACY_FLOOR`, `CT_TRAIN_OVERRIDES`)
+> the default. The training task runs on `CT_TRAINING_QUEUE` / `CT_TRAINING_EXECUTOR`, in-process or in a GPU
+container (`CT_TRAINING_BACKEND=docker`).
 
 **When it fails** (runbook "Training Convergence Issues")
 - `gate` failed: the new version is `challenger`; the previous `champion` still serves. Open the run in MLflow,
@@ -33,18 +36,18 @@ retention >= `retention_threshold` and the new task reaches `accuracy_floor` (fi
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from include.assets import CHECKPOINT, VALIDATED_BATCH
+from include.airflow_glue.assets import CHECKPOINT, VALIDATED_BATCH
+from include.ops.settings import ACCURACY_FLOOR, RETENTION_THRESHOLD, get_settings
+from include.ops.training import training_route
 
 CHECKPOINT_EXTRA = ("task_id", "checkpoint_path", "checkpoint_sha256", "mlflow_run_id")
-TRAINING_QUEUE = os.environ.get("CT_TRAINING_QUEUE", "default")
-# inprocess: the `train` task learns on its worker; docker: a GPU container learns, `track` records it.
-TRAINING_BACKEND = os.environ.get("CT_TRAINING_BACKEND", "inprocess").strip().lower() or "inprocess"
+SETTINGS = get_settings()  # parse time: routing and backend are task attributes (validated settings)
+TRAINING_ROUTE = training_route(SETTINGS)  # queue / executor of the training task, only those set
 
 
 @dag(
@@ -85,58 +88,60 @@ TRAINING_BACKEND = os.environ.get("CT_TRAINING_BACKEND", "inprocess").strip().lo
             description="Cap on training samples per task (quick runs).",
         ),
         "retention_threshold": Param(
-            0.8, type="number", minimum=0, maximum=1, description="Mean retention needed for `champion`."
+            None,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
+            description="Mean retention needed for `champion`; empty: default from settings "
+            f"(CT_RETENTION_THRESHOLD, {RETENTION_THRESHOLD}).",
         ),
         "accuracy_floor": Param(
-            0.9, type="number", minimum=0, maximum=1, description="New-task accuracy needed for `champion`."
+            None,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
+            description="New-task accuracy needed for `champion`; empty: default from settings "
+            f"(CT_ACCURACY_FLOOR, {ACCURACY_FLOOR}).",
         ),
     },
 )
 def continual_training():
     @task
-    def plan(params: dict, triggering_asset_events=None) -> list[str]:
-        """Decide which tasks this run learns."""
-        from include.ops.settings import get_settings
+    def plan(params: dict, triggering_asset_events=None) -> dict:
+        """Decide which tasks this run learns, and resolve its settings once."""
+        from include.ops.run_settings import resolve_run_settings
         from include.ops.training import plan_tasks
 
+        settings = get_settings()
+        run = resolve_run_settings(params, settings)
         event_tasks = []
         for events in (triggering_asset_events or {}).values():
             event_tasks += [e.extra["task_id"] for e in events if (e.extra or {}).get("task_id")]
-        tasks = plan_tasks(get_settings(), params.get("task_id"), event_tasks)
+        tasks = plan_tasks(settings, params.get("task_id"), event_tasks)
         if not tasks:
             raise AirflowSkipException("nothing to learn: every available task is learned")
-        print(f"planned tasks: {tasks}")
-        return tasks
+        print(f"planned tasks: {tasks}; run settings: {run.to_dict()}")
+        return {"tasks": tasks, "run": run.to_dict()}
 
-    @task(queue=TRAINING_QUEUE, outlets=[CHECKPOINT])
-    def train(task_ids: list[str], params: dict, dag_run=None, outlet_events=None) -> list[dict]:
+    @task(**TRAINING_ROUTE, outlets=[CHECKPOINT])
+    def train(planned: dict, dag_run=None, outlet_events=None) -> list[dict]:
         """Learn the planned tasks in order, one MLflow run each; emit the checkpoint Asset."""
-        from include.ops.settings import get_settings
-        from include.ops.training import learn_one, resolve_train_config
+        from include.ops.jsonlog import configure_json_logging
+        from include.ops.training import learn_one
 
-        try:
-            from include.ops.jsonlog import configure_json_logging
-
-            configure_json_logging("training")
-        except ImportError:
-            pass
-        settings = get_settings()
-        cfg = resolve_train_config(params)
-        summaries = [learn_one(settings, t, cfg, dag_run.dag_id, dag_run.run_id) for t in task_ids]
-        if summaries:
-            last = summaries[-1]
-            outlet_events[CHECKPOINT].extra = {k: last[k] for k in CHECKPOINT_EXTRA}
+        configure_json_logging("training")
+        settings, cfg = get_settings(), planned["run"]["train_config"]
+        summaries = [learn_one(settings, t, cfg, dag_run.dag_id, dag_run.run_id) for t in planned["tasks"]]
+        outlet_events[CHECKPOINT].extra = {k: summaries[-1][k] for k in CHECKPOINT_EXTRA}
         return summaries
 
     @task
-    def register(summaries: list[dict], params: dict) -> list[dict]:
+    def register(summaries: list[dict], planned: dict) -> list[dict]:
         """Register a model version per learned task and move `champion`/`challenger`."""
-        from include.ops.settings import get_settings
+        from include.ops.run_settings import RunSettings
         from include.ops.training import register_and_gate
 
-        return register_and_gate(
-            get_settings(), summaries, float(params["retention_threshold"]), float(params["accuracy_floor"])
-        )
+        return register_and_gate(get_settings(), summaries, RunSettings.from_dict(planned["run"]))
 
     @task(retry_delay=timedelta(seconds=2))  # deterministic: a retry only re-reports the same decision
     def gate(decisions: list[dict]) -> None:
@@ -152,7 +157,6 @@ def continual_training():
     @task(outlets=[CHECKPOINT])
     def track(result_line: str, dag_run=None, outlet_events=None) -> list[dict]:
         """Record the container's LearnResult in MLflow; emit the checkpoint Asset."""
-        from include.ops.settings import get_settings
         from include.ops.training import record_container_result
 
         summary = record_container_result(get_settings(), result_line, dag_run.dag_id, dag_run.run_id)
@@ -160,19 +164,20 @@ def continual_training():
         return [summary]
 
     planned = plan()
-    if TRAINING_BACKEND == "docker":
-        from include.ops.training_seam import build_docker_training_operator
+    if SETTINGS.training_backend == "docker":
+        from include.airflow_glue.docker_training import build_docker_training_operator
 
         container = build_docker_training_operator(
             "train_container",
-            cl_task_id="{{ ti.xcom_pull(task_ids='plan')[0] }}",
-            conf="{{ params | tojson }}",
+            cl_task_id="{{ ti.xcom_pull(task_ids='plan')['tasks'][0] }}",
+            conf="{{ ti.xcom_pull(task_ids='plan')['run']['train_config'] | tojson }}",
+            settings=SETTINGS,
         )
         planned >> container
         summaries = track(container.output)
     else:
         summaries = train(planned)
-    gate(register(summaries))
+    gate(register(summaries, planned))
 
 
 continual_training()

@@ -27,7 +27,7 @@ under `great_expectations/uncommitted/data_docs/`, path in the report; null = en
 **When it fails** (runbook "Training Convergence Issues" > "Analyze Data Quality")
 - a `validate` task failed: read its log line or `report.json` in the quarantine folder; run
   `make analyze-data` for class counts and drift. Fix the file at its source, then release it:
-  `python -m include.ops.validation.cli release <quarantine folder> --file fixed.csv` and trigger this DAG.
+  `python -m include.airflow_glue.landing_s3 release <quarantine folder> --file fixed.csv` and trigger this DAG.
   See `docs/data-validation.md`.
 - `find_new_batches` failed with `no manifest.json`: land the task manifest beside the batches.
 - `conflicts_with_validated`: a validated batch is immutable; land the new data as a new task.
@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from include.assets import VALIDATED_BATCH
+from include.airflow_glue.assets import VALIDATED_BATCH
 
 
 @dag(
@@ -71,9 +71,10 @@ def data_validation():
     @task
     def find_new_batches(params: dict) -> list[dict]:
         """List landed files whose content is not validated yet (skips are logged)."""
-        from include.ops.validation.pipeline import scan_landing
+        from include.airflow_glue.landing_s3 import get_landing
+        from include.ops.validation.zone import scan_landing
 
-        todo, skipped = scan_landing()
+        todo, skipped = scan_landing(landing=get_landing())
         for item, why in skipped:
             print(f"skip {item.name}: {why}")
         wanted = set(params.get("files") or [])
@@ -87,10 +88,11 @@ def data_validation():
         """Validate one landed file; emit the validated_task_batch event or fail naming the failed checks."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from include.ops.validation.pipeline import validate_batch
+        from include.airflow_glue.landing_s3 import get_landing
+        from include.ops.validation.zone import validate_batch
 
         get_current_context()["batch_name"] = batch["name"]
-        result = validate_batch(batch, build_docs=params.get("build_data_docs"))
+        result = validate_batch(batch, build_docs=params.get("build_data_docs"), landing=get_landing())
         if result.status == "rejected":
             raise AirflowFailException(
                 f"{result.name} rejected at {result.stage}: {result.reason}. "

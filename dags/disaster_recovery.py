@@ -40,62 +40,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, TriggerRule, dag, task
 
-BACKUP_ID_PARAM_PATTERN = r"^(latest|\d{8}T\d{6}Z(-\d{1,3})?)$"
-API_CONN_ID = "airflow_api"
-WEBHOOK_CONN_ID = "notify_webhook"
-WORK_STEPS = ("resolve", "take_lock", "pause_dags", "verify", "restore", "health_check", "validate")
-
-
-def _connection(conn_id: str):
-    """The Airflow connection ``conn_id``, or None when it is not configured."""
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        return BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        return None
-
-
-def _store(source: str):
-    """The S3 store when reading from S3 (s3_backup connection), else None."""
-    if source != "s3":
-        return None
-    from include.ops.backup import s3_store_from_connection
-
-    store = s3_store_from_connection()
-    if store is None:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException("source=s3 but the s3_backup connection is not configured")
-    return store
-
-
-def _no_retry(fn, *args, **kwargs):
-    """Call ``fn``; a permanent failure (bad id, unusable or corrupted backup, lock held) fails without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from include.ops.backup import (
-        BackupIntegrityError,
-        BackupNotFound,
-        IncompleteBackup,
-        InvalidBackupId,
-        UnsafePathError,
-    )
-    from include.ops.lock import MaintenanceLocked
-
-    permanent = (
-        BackupIntegrityError,
-        BackupNotFound,
-        IncompleteBackup,
-        InvalidBackupId,
-        UnsafePathError,
-        MaintenanceLocked,
-    )
-    try:
-        return fn(*args, **kwargs)
-    except permanent as exc:
-        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+from include.airflow_glue.recovery import backup_id_param, source_param
 
 
 @dag(
@@ -108,18 +53,10 @@ def _no_retry(fn, *args, **kwargs):
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
     doc_md=__doc__,
     params={
-        "backup_id": Param(
-            "latest",
-            type="string",
-            pattern=BACKUP_ID_PARAM_PATTERN,
-            description="Backup to restore: 'latest' (newest complete backup) or an id like 20261128T214500Z.",
+        "backup_id": backup_id_param(
+            "Backup to restore: 'latest' (newest complete backup) or an id like 20261128T214500Z."
         ),
-        "source": Param(
-            "local",
-            type="string",
-            enum=["local", "s3"],
-            description="Where to read the backup: local backup folder or S3 (s3_backup connection).",
-        ),
+        "source": source_param("Where to read the backup: local backup folder or S3 (s3_backup connection)."),
         "dry_run": Param(
             False,
             type="boolean",
@@ -131,139 +68,97 @@ def disaster_recovery():
     @task
     def resolve(params: dict) -> dict:
         """Validate the params and pick the backup (latest complete one); it must have a valid manifest."""
-        from include.ops.backup import load_manifest, resolve_backup_id
+        from include.airflow_glue.recovery import fail_without_retry
+        from include.airflow_glue.s3 import backup_store
+        from include.ops.backup import recovery
 
-        store = _store(params["source"])
-        backup_id = _no_retry(resolve_backup_id, params["backup_id"], source=params["source"], store=store)
-        manifest = _no_retry(load_manifest, backup_id, source=params["source"], store=store)
-        print(f"restoring backup {backup_id} ({params['source']}) made {manifest.created_at}")
-        return {"backup_id": backup_id, "source": params["source"], "dry_run": bool(params["dry_run"])}
+        with fail_without_retry():
+            store = backup_store(params["source"])
+            return recovery.plan_recovery(params["backup_id"], params["source"], params["dry_run"], store)
 
     @task
     def take_lock(plan: dict, dag_run=None) -> str:
         """Hold the maintenance lock (training and backups refuse to run meanwhile)."""
-        from include.ops.lock import acquire_maintenance_lock
+        from include.airflow_glue.recovery import fail_without_retry
+        from include.ops.backup import recovery
 
-        holder = f"disaster_recovery:{dag_run.run_id}"
-        if not plan["dry_run"]:
-            _no_retry(acquire_maintenance_lock, holder)
-        return holder
+        with fail_without_retry():
+            return recovery.lock_for_recovery(plan, f"disaster_recovery:{dag_run.run_id}")
 
     @task
     def pause_dags(plan: dict, holder: str) -> dict:
         """Pause training and backup DAGs over the REST API (when an airflow_api connection exists)."""
-        from include.ops.backup.notify import PAUSED_DURING_RECOVERY, connection_url, set_dags_paused
+        from include.airflow_glue.recovery import api_endpoint
+        from include.ops.backup import recovery
 
-        conn = _connection(API_CONN_ID)
-        if plan["dry_run"] or conn is None:
-            return {"paused": [], "note": "dry run" if plan["dry_run"] else f"no {API_CONN_ID} connection"}
-        url = connection_url(conn, default_scheme="http")
-        previous = set_dags_paused(url, conn.login, conn.password, PAUSED_DURING_RECOVERY, paused=True)
-        return {"paused": [d for d, was_paused in previous.items() if not was_paused]}
+        return recovery.pause_for_recovery(plan, api_endpoint())
 
     @task
     def verify(plan: dict) -> dict:
         """Re-read the backup and check every sha256 before anything live is touched."""
-        from include.ops.backup import verify_backup
+        from include.airflow_glue.recovery import fail_without_retry
+        from include.airflow_glue.s3 import backup_store
+        from include.ops.backup import recovery
 
-        store = _store(plan["source"])
-        return _no_retry(
-            verify_backup, plan["backup_id"], plan["source"], store=store, keep_download=True
-        ).to_dict()
+        with fail_without_retry():
+            return recovery.verify_for_recovery(plan, backup_store(plan["source"]))
 
     @task
     def restore(plan: dict, holder: str, verified: dict) -> dict:
         """Stage, re-hash and swap in the backup (dry run: report the changes only)."""
-        from include.ops.backup import restore_backup
+        from include.airflow_glue.recovery import fail_without_retry
+        from include.airflow_glue.s3 import backup_store
+        from include.ops.backup import recovery
 
-        store = _store(plan["source"])
-        result = _no_retry(
-            restore_backup,
-            plan["backup_id"],
-            plan["source"],
-            store=store,
-            dry_run=plan["dry_run"],
-            holder=holder,
-        )
-        for area, change in result.changes.items():
-            print(
-                f"{area}: {len(change['added'])} added, {len(change['changed'])} changed, {len(change['removed'])} removed"
-            )
-        return result.to_dict()
+        with fail_without_retry():
+            return recovery.restore_for_recovery(plan, holder, backup_store(plan["source"]))
 
     @task
     def health_check(plan: dict, restored: dict) -> dict:
         """The restored champion model loads (checksum-verified) and predicts."""
-        from include.ops.backup import check_restored_health
+        from include.ops.backup import recovery
 
-        if plan["dry_run"]:
-            return {"skipped": "dry run"}
-        return check_restored_health(restored["backup_root"])
+        return recovery.health_after_restore(plan, restored)
 
     @task
     def validate(plan: dict, restored: dict, healthy: dict) -> dict:
         """make test-validation: byte-identical checkpoints, same aliases, same accuracies as at backup time."""
-        from pathlib import Path
+        from include.ops.backup import recovery
 
-        from include.ops.backup import validate_restore
-
-        if plan["dry_run"]:
-            return {"ok": True, "skipped": "dry run"}
-        report = validate_restore(
-            plan["backup_id"], plan["source"], backup_root=Path(restored["backup_root"])
-        )
-        return report.to_dict()
+        return recovery.validate_after_restore(plan, restored)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def release(ti=None) -> dict:
         """Release the lock and unpause, unless live state was replaced and then failed its checks."""
-        from include.ops.backup.notify import connection_url, set_dags_paused
-        from include.ops.lock import read_lock, release_maintenance_lock
+        from include.airflow_glue.recovery import api_endpoint
+        from include.ops.backup import recovery
 
-        plan, holder = ti.xcom_pull(task_ids="resolve"), ti.xcom_pull(task_ids="take_lock")
-        restored, validated = ti.xcom_pull(task_ids="restore"), ti.xcom_pull(task_ids="validate")
         paused = (ti.xcom_pull(task_ids="pause_dags") or {}).get("paused", [])
-        live_replaced = bool(restored) and not restored.get("dry_run")
-        if live_replaced and not (validated or {}).get("ok"):
-            print("restored state failed its checks: keeping the maintenance lock and the DAGs paused")
-            return {"lock": "kept", "paused": paused}
-        lock = read_lock()
-        if holder and lock is not None and lock.holder == holder:
-            release_maintenance_lock(holder)
-        conn = _connection("airflow_api")
-        if paused and conn is not None:
-            set_dags_paused(connection_url(conn, "http"), conn.login, conn.password, paused, paused=False)
-        return {"lock": "released" if plan else "not taken", "unpaused": paused}
+        return recovery.release_after_recovery(
+            ti.xcom_pull(task_ids="resolve"),
+            ti.xcom_pull(task_ids="take_lock"),
+            ti.xcom_pull(task_ids="restore"),
+            ti.xcom_pull(task_ids="validate"),
+            paused,
+            api_endpoint(),
+        )
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def notify(ti=None) -> dict:
         """Tell stakeholders the outcome: webhook (notify_webhook connection) or a log entry."""
-        from include.ops.backup.notify import connection_url
-        from include.ops.backup.notify import notify as send
+        from include.airflow_glue.recovery import webhook_url
+        from include.ops.backup import recovery
 
-        steps = {s: ti.xcom_pull(task_ids=s) is not None for s in WORK_STEPS}
-        plan = ti.xcom_pull(task_ids="resolve") or {}
-        validated = ti.xcom_pull(task_ids="validate") or {}
-        summary = {
-            "ok": all(steps.values()) and bool(validated.get("ok")),
-            "backup_id": plan.get("backup_id"),
-            "source": plan.get("source"),
-            "dry_run": plan.get("dry_run"),
-            "steps": steps,
-            "problems": validated.get("problems", [])
-            + [f"step {s} failed" for s, ok in steps.items() if not ok],
-            "release": ti.xcom_pull(task_ids="release"),
-        }
-        conn = _connection(WEBHOOK_CONN_ID)
-        summary["channel"] = send("disaster recovery", summary, connection_url(conn) if conn else None)
-        return summary
+        results = {step: ti.xcom_pull(task_ids=step) for step in recovery.WORK_STEPS}
+        summary = recovery.recovery_summary(results, results["resolve"], ti.xcom_pull(task_ids="release"))
+        return recovery.notify_recovery(summary, webhook_url())
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def finish(ti=None) -> None:
         """Fail the run when any recovery step failed (so the run's state tells the truth)."""
-        summary = ti.xcom_pull(task_ids="notify") or {"ok": False, "problems": ["notify failed"]}
-        if not summary["ok"]:
-            raise RuntimeError(f"disaster recovery failed: {summary['problems']}")
+        from include.ops.backup import recovery
+
+        recovery.check_recovery(ti.xcom_pull(task_ids="notify"))
 
     plan = resolve()
     holder = take_lock(plan)

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import CronTriggerTimetable, Param, dag, task
+from airflow.sdk import CronTriggerTimetable, dag, task
+
+from include.airflow_glue.recovery import backup_id_param, source_param
 
 
 @dag(
@@ -39,17 +41,9 @@ from airflow.sdk import CronTriggerTimetable, Param, dag, task
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(minutes=5)},
     doc_md=__doc__,
     params={
-        "source": Param(
-            "local",
-            type="string",
-            enum=["local", "s3"],
-            description="Restore from the local backups or from S3.",
-        ),
-        "backup_id": Param(
-            "latest",
-            type="string",
-            pattern=r"^(latest|\d{8}T\d{6}Z(-\d{1,3})?)$",
-            description="Backup to drill: 'latest' complete one, or an id like 20261128T214500Z.",
+        "source": source_param("Restore from the local backups or from S3."),
+        "backup_id": backup_id_param(
+            "Backup to drill: 'latest' complete one, or an id like 20261128T214500Z."
         ),
     },
 )
@@ -57,13 +51,11 @@ def dr_drill():
     @task
     def drill(params: dict) -> dict:
         """Restore into scratch, validate, record RTO/RPO (report + metrics); fails when validation fails."""
+        from include.airflow_glue.s3 import backup_store
         from include.ops.backup import dr_drill as run_drill
-        from include.ops.backup import s3_store_from_connection
 
-        store = s3_store_from_connection() if params["source"] == "s3" else None
-        report = run_drill(params["backup_id"], params["source"], store=store)
-        print(f"RTO {report.restore_seconds}s, RPO {report.backup_age_seconds}s, report {report.report_path}")
-        return report.to_dict()
+        store = backup_store(params["source"])
+        return run_drill(params["backup_id"], params["source"], store=store).to_dict()
 
     drill()
 

@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-from include.maintenance_params import app_url_param, outcome_params
+from include.airflow_glue.params import app_url_param, outcome_params
 
 KIND = "maintenance_daily"
 CHECKS = ["app_health", "airflow_health", "mlflow_health", "error_logs", "disk_space", "backup"]
@@ -93,14 +93,14 @@ PROJECT_DAGS = [
 def maintenance_daily() -> None:
     @task
     def app_health() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import daily
 
         return ds.check_task("app_health", daily.check_app_health, ds.app_url())
 
     @task
     def airflow_health() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import daily
 
         probe = ds.execution_api_probe(PROJECT_DAGS)
@@ -108,7 +108,7 @@ def maintenance_daily() -> None:
 
     @task
     def mlflow_health() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import daily
         from include.ops.settings import get_settings
 
@@ -116,7 +116,7 @@ def maintenance_daily() -> None:
 
     @task
     def error_logs() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import daily
         from include.ops.settings import get_settings
 
@@ -125,7 +125,7 @@ def maintenance_daily() -> None:
 
     @task
     def disk_space() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import daily
         from include.ops.settings import get_settings
 
@@ -134,7 +134,7 @@ def maintenance_daily() -> None:
 
     @task
     def backup() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import daily
         from include.ops.settings import get_settings
 
@@ -143,7 +143,7 @@ def maintenance_daily() -> None:
 
     @task(trigger_rule="all_done")
     def report() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
 
         return ds.finish(KIND, CHECKS)
 

@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-from include.maintenance_params import app_url_param, outcome_params
+from include.airflow_glue.params import app_url_param, outcome_params
 
 KIND = "maintenance_monthly"
 CHECKS = ["security_audit", "capacity_planning", "performance_review", "documentation"]
@@ -72,7 +72,7 @@ CHECKS = ["security_audit", "capacity_planning", "performance_review", "document
 def maintenance_monthly() -> None:
     @task
     def security_audit() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import monthly
         from include.ops.settings import get_settings
 
@@ -80,7 +80,7 @@ def maintenance_monthly() -> None:
 
     @task(trigger_rule="all_done")  # runs even when the check before it failed
     def capacity_planning() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import monthly
         from include.ops.settings import get_settings
 
@@ -88,7 +88,7 @@ def maintenance_monthly() -> None:
 
     @task(trigger_rule="all_done")  # runs even when the check before it failed
     def performance_review() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import monthly
         from include.ops.settings import get_settings
 
@@ -106,7 +106,7 @@ def maintenance_monthly() -> None:
     def documentation() -> dict:
         from pathlib import Path
 
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import monthly
         from include.ops.settings import PROJECT_ROOT
 
@@ -118,7 +118,7 @@ def maintenance_monthly() -> None:
 
     @task(trigger_rule="all_done")
     def report() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
 
         return ds.finish(KIND, CHECKS)
 

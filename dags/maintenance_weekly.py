@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-from include.maintenance_params import outcome_params
+from include.airflow_glue.params import outcome_params
 
 KIND = "maintenance_weekly"
 CHECKS = ["dependency_audit", "cleanup", "performance_trends", "dr_drill"]
@@ -72,7 +72,7 @@ CHECKS = ["dependency_audit", "cleanup", "performance_trends", "dr_drill"]
 def maintenance_weekly() -> None:
     @task
     def dependency_audit() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import weekly
 
         service = ds.param("vuln_service", "pypi")
@@ -80,7 +80,7 @@ def maintenance_weekly() -> None:
 
     @task(trigger_rule="all_done")  # runs even when the check before it failed
     def cleanup() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import weekly
         from include.ops.settings import get_settings
 
@@ -91,7 +91,7 @@ def maintenance_weekly() -> None:
     def performance_trends() -> dict:
         from pathlib import Path
 
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import weekly
         from include.ops.settings import get_settings
 
@@ -102,7 +102,7 @@ def maintenance_weekly() -> None:
 
     @task(trigger_rule="all_done")  # runs even when the check before it failed
     def dr_drill() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import weekly
         from include.ops.settings import get_settings
 
@@ -110,7 +110,7 @@ def maintenance_weekly() -> None:
 
     @task(trigger_rule="all_done")
     def report() -> dict:
-        from include.ops.maintenance import dag_support as ds
+        from include.airflow_glue import maintenance as ds
 
         return ds.finish(KIND, CHECKS, artifacts=[ds.run_artifact("performance_trends.png")])
 

@@ -36,4 +36,4 @@ COPY --chown=ct:0 model ./model
 USER ct
 EXPOSE 8000
 ENV CT_SERVING_HOST=0.0.0.0 CT_SERVING_PORT=8000
-CMD ["python", "-m", "model.serving"]
+CMD ["python", "-m", "include.serving"]

@@ -1,7 +1,7 @@
 # Backup and recovery (issue #4): runbook "Backup and Recovery" -> docs/backup-recovery.md.
 # backup_models.sh + backup_database.sh -> make backup; restore_model.sh -> make restore BACKUP=<id>;
 # disaster_recovery.sh -> DAG disaster_recovery (drill: make dr-drill); step 3 -> make test-validation.
-BACKUP_CLI := $(PY) -m include.ops.backup.cli
+BACKUP_CLI := $(PY) -m include.airflow_glue.backup_cli
 BACKUP ?=
 SOURCE ?= local
 DRY_RUN ?=

@@ -62,4 +62,4 @@ optimize-batch-size: venv ## throughput per batch size and a recommendation -> v
 	@$(PY) scripts/optimize_batch_size.py
 
 monitor-resources: venv ## psutil snapshot + py-spy dump of the serving app (MATCH=... to pick another process)
-	@$(PY) scripts/monitor_resources.py --match "$(or $(MATCH),model.serving)"
+	@$(PY) scripts/monitor_resources.py --match "$(or $(MATCH),include.serving)"

@@ -8,7 +8,7 @@ MONITORING := include/monitoring
 .PHONY: serve health promtool-test bench-serving maintenance-daily maintenance-weekly maintenance-monthly
 
 serve: venv ## serve the champion model on :8000 (/predict, /health*, /metrics, /api/*); CT_API_TOKEN for /api writes
-	@$(PY) -m model.serving
+	@$(PY) -m include.serving
 
 health: ## runbook health_check.sh: fail (and POST to WEBHOOK_URL when set) unless APP_URL/health/all answers 2xx
 	@curl -fsS "$(APP_URL)/health/all" > /dev/null || { \

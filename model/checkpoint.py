@@ -9,22 +9,11 @@ from typing import Any
 
 import torch
 
-from model.fsio import atomic_write_bytes
-
-_CHUNK = 1 << 20
+from model.fsio import atomic_write_bytes, sha256_file
 
 
 class CheckpointError(Exception):
     """A checkpoint is missing, corrupted, unverifiable or unreadable; the message names the file."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sidecar_path(path: Path) -> Path:

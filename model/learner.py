@@ -24,11 +24,11 @@ from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.data import TaskData, TaskManifest, load_manifest, load_task_csv
 from model.fsio import atomic_write_bytes
-from model.metrics import AccuracyMatrix, summarize
+from model.metrics import AccuracyMatrix, EvalSet, summarize, task_accuracies
 from model.network import TinyTransformer
 from model.seeding import capture_rng_state, restore_rng_state, seed_everything
 from model.strategies import Strategy, TaskContext, get_strategy
-from model.training import evaluate_accuracy, make_optimizer, resolve_device, train_task
+from model.training import make_optimizer, resolve_device, train_task
 
 logger = logging.getLogger("model.training")
 
@@ -216,20 +216,13 @@ class ContinualLearner:
 
     # ---- learning -------------------------------------------------------------------------------------
 
-    def _allowed_classes(self, task_pos: int, row_classes: list[list[int]]) -> list[int]:
-        """Classes the prediction for the ``task_pos``-th learned task may range over."""
-        if self.train_cfg.scenario == "task_incremental":
-            return row_classes[task_pos]
-        return sorted({c for classes in row_classes for c in classes})
-
     def evaluate(self) -> dict[str, float]:
-        """Test accuracy on every learned task with the current model, in learning order."""
-        out = {}
-        for pos, task_id in enumerate(self.learned_tasks):
-            data = self.task_data(task_id)
-            allowed = self._allowed_classes(pos, self.task_classes)
-            out[task_id] = evaluate_accuracy(self.model, data.x_test, data.y_test, allowed, self.device)
-        return out
+        """Test accuracy on every learned task with the current model, in learning order (``task_accuracies``)."""
+        tasks = [
+            EvalSet(task_id, classes, self.task_data(task_id).x_test, self.task_data(task_id).y_test)
+            for task_id, classes in zip(self.learned_tasks, self.task_classes, strict=True)
+        ]
+        return task_accuracies(self.model, tasks, self.train_cfg.scenario, self.device)
 
     def learn_task(
         self, task_id: str, on_epoch_end: Callable[[int, float], None] | None = None

@@ -11,13 +11,25 @@ Conventions (documented because the literature varies):
   task-incrementally. So forgetting down to guessing counts as 0 retention and keeping R[j][j] as 1.
 - Means over earlier tasks (j < T): with a single task learned there is nothing to forget, so mean
   retention is 1.0 and backward transfer / forgetting are 0.0.
+
+Measuring accuracy (``task_accuracies``, the one evaluation of the project: learner, training, backup and
+restore drills) is scenario-aware: the prediction is the argmax over the classes seen so far class-incrementally
+(no task id at test time), over the task's own classes task-incrementally (the task id is given).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from model.training import masked_logits
 
 Matrix = Sequence[Sequence[float | None]]
+SCENARIOS = ("class_incremental", "task_incremental")
+EVAL_BATCH = 1024  # rows per forward when measuring accuracy
 
 
 def _value(v: float | None) -> float:
@@ -143,3 +155,64 @@ class AccuracyMatrix:
     def reset(self) -> None:
         """Forget every row."""
         self.rows = []
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The test split of one task: its id, its classes (from the manifest) and the tensors."""
+
+    task_id: str
+    classes: Sequence[int]
+    x: torch.Tensor  # (N, num_features)
+    y: torch.Tensor  # (N,)
+
+
+def allowed_classes(task_classes: Sequence[int], classes_seen: Collection[int], scenario: str) -> list[int]:
+    """Classes the prediction for one task ranges over: every class seen (class-IL) or the task's (task-IL)."""
+    if scenario == "class_incremental":
+        return sorted(classes_seen)
+    if scenario == "task_incremental":
+        return sorted(task_classes)
+    raise ValueError(f"unknown scenario {scenario!r} (one of {SCENARIOS})")
+
+
+@torch.no_grad()
+def accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, allowed: Sequence[int], device: torch.device | str
+) -> float:
+    """Accuracy of the argmax over ``allowed`` classes on (x, y); NaN for an empty set. Restores train mode."""
+    if len(y) == 0:
+        return float("nan")
+    assert len(allowed) > 0, "accuracy needs at least one allowed class"
+    was_training = model.training
+    model.eval()
+    mask = torch.zeros(model.cfg.num_classes, dtype=torch.bool, device=device)  # type: ignore[union-attr]
+    mask[list(allowed)] = True
+    correct = 0
+    for start in range(0, len(y), EVAL_BATCH):
+        xb = x[start : start + EVAL_BATCH].to(device)
+        yb = y[start : start + EVAL_BATCH].to(device)
+        logits = masked_logits(model(xb).float(), mask)  # (B, num_classes)
+        correct += int((logits.argmax(dim=1) == yb).sum())
+    model.train(was_training)
+    return correct / len(y)
+
+
+def task_accuracies(
+    model: nn.Module,
+    tasks: Sequence[EvalSet],
+    scenario: str,
+    device: torch.device | str = "cpu",
+    classes_seen: Collection[int] | None = None,
+) -> dict[str, float]:
+    """Test accuracy per task, in the order given, under ``scenario`` (see the module docstring).
+
+    ``classes_seen`` (what a class-incremental argmax ranges over) defaults to the union of the tasks' classes;
+    pass the checkpoint's own when ``tasks`` also holds tasks it has not learned yet.
+    """
+    if classes_seen is None:
+        classes_seen = {c for t in tasks for c in t.classes}
+    return {
+        t.task_id: accuracy(model, t.x, t.y, allowed_classes(t.classes, classes_seen, scenario), device)
+        for t in tasks
+    }

@@ -284,23 +284,3 @@ def _run_phase(
         if on_epoch_end is not None:
             on_epoch_end(epoch, epoch_losses[-1])
     return epoch_losses
-
-
-@torch.no_grad()
-def evaluate_accuracy(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, allowed_classes: list[int], device: torch.device
-) -> float:
-    """Accuracy of argmax over ``allowed_classes`` (seen classes for class-IL, the task's for task-IL)."""
-    if len(y) == 0:
-        return float("nan")
-    was_training = model.training
-    model.eval()
-    allowed = torch.zeros(model.cfg.num_classes, dtype=torch.bool, device=device)  # type: ignore[union-attr]
-    allowed[list(allowed_classes)] = True
-    correct = 0
-    for start in range(0, len(y), 1024):
-        xb, yb = x[start : start + 1024].to(device), y[start : start + 1024].to(device)
-        logits = masked_logits(model(xb).float(), allowed)  # (B, num_classes)
-        correct += int((logits.argmax(dim=1) == yb).sum())
-    model.train(was_training)
-    return correct / len(y)

@@ -2,8 +2,9 @@
 
     python scripts/analyze_data_quality.py [--manifest PATH] [--out DIR]
 
-Default manifest: the validated store's (``CT_VALIDATED_DIR/manifest.json``) once validation has run, else
-the generated stream's (``CT_DATA_DIR/manifest.json``, written from scikit-learn's digits when missing).
+Default manifest: the one training reads (``include.ops.task_manifest.resolve_task_manifest``: the validated
+store's once validation has run, else the generated stream's ``CT_DATA_DIR/manifest.json``, written from
+scikit-learn's digits when missing).
 Default output: ``CT_REPORTS_DIR/data_quality/``.
 """
 
@@ -18,20 +19,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from include.ops.settings import get_settings  # noqa: E402
+from include.ops.task_manifest import resolve_task_manifest  # noqa: E402
 
 
 def default_manifest() -> Path:
-    """The validated store's manifest if present, else the generated stream's (created when missing)."""
+    """The manifest training reads; the generated stream's, written first, when there is none yet."""
     settings = get_settings()
-    validated = settings.validated_dir / "manifest.json"
-    if validated.exists():
-        return validated
-    if not settings.manifest_path.exists():
+    path = resolve_task_manifest(settings)
+    if not path.exists():
         from model.data import write_split_digits
 
         print(f"no task stream yet: writing Split-Digits to {settings.data_dir}")
         return write_split_digits(settings.data_dir)
-    return settings.manifest_path
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Resource monitoring (runbook "System Performance"): a psutil snapshot and py-spy stacks of a process.
 
-    python scripts/monitor_resources.py --match model.serving            # find the app by command line
+    python scripts/monitor_resources.py --match include.serving           # find the app by command line
     python scripts/monitor_resources.py --pid 1234 --py-spy record --duration 10
     python scripts/monitor_resources.py --pid 1234 --py-spy top           # interactive, needs a terminal
     python scripts/monitor_resources.py --samples 5 --interval 2          # watch the host only

@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from include.ops.perf import profile_dir, timestamp, write_json_report  # noqa: E402
 from include.ops.settings import get_settings  # noqa: E402
-from include.ops.training import manifest_path  # noqa: E402
+from include.ops.task_manifest import resolve_task_manifest  # noqa: E402
 
 
 def _manifest(tmp: Path) -> Path:
     """The manifest training reads, or a freshly written Split-Digits stream when none exists yet."""
-    path = manifest_path(get_settings())
+    path = resolve_task_manifest(get_settings())
     if path.exists():
         return path
     from model.data import write_split_digits

@@ -15,10 +15,9 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{TEST_VAR / 'airflow' / 'airflow.db'}"
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the project root is on sys.path through pyproject's pytest `pythonpath`; subprocesses get it here
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 (TEST_VAR / "airflow").mkdir(parents=True, exist_ok=True)
 
 import pytest  # noqa: E402

@@ -1,10 +1,15 @@
-"""Helpers for tests that run DAGs with ``dag.test()`` against the real test metadata DB."""
+"""Helpers shared by the DAG tests: the DAG files, loading one DAG, run and task states, Asset events."""
 
 from __future__ import annotations
 
-from include.ops.dag_runs import load_dag, state_name
+from pathlib import Path
 
-__all__ = ["asset_events", "load_dag", "state_name", "task_states"]
+from include.airflow_glue.dag_runs import load_dag, state_name
+
+__all__ = ["DAG_FILES", "asset_events", "load_dag", "state_name", "task_states"]
+
+ROOT = Path(__file__).resolve().parents[1]
+DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
 
 
 def task_states(dagrun) -> dict[str, list[str]]:

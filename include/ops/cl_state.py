@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -16,25 +15,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-RETENTION_THRESHOLD = 0.8  # the runbook's knowledge-retention alert threshold
+from include.ops.settings import Settings, get_settings
+from include.ops.tracking import (
+    CHALLENGER,
+    CHAMPION,
+    TAG_TASK_ID,
+    finite,
+    learned_runs,
+    mlflow_client,
+    run_link,
+    run_summary,
+    sqlite_store_missing,
+)
+
 DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"
-TAG_TASK_ID = "ct.task_id"
-TAG_TASK_INDEX = "ct.task_index"
-TAG_STATUS = "ct.status"
-TAG_DAG_RUN_ID = "ct.dag_run_id"
-STATUS_LEARNED = "learned"
-ALIASES = ("champion", "challenger")
-SUMMARY_METRICS = ("mean_retention", "mean_retention_cc", "avg_acc", "bwt", "forgetting", "new_task_acc")
+ALIASES = (CHAMPION, CHALLENGER)
 
 
 def mlflow_ui_url() -> str:
     """Base URL of the MLflow UI for links: env ``CT_MLFLOW_UI_URL`` or ``http://127.0.0.1:5000``."""
     return os.environ.get("CT_MLFLOW_UI_URL", DEFAULT_MLFLOW_UI_URL).rstrip("/")
-
-
-def run_link(ui_url: str, experiment_id: str, run_id: str) -> str:
-    """MLflow UI address of a run."""
-    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def model_version_link(ui_url: str, model_name: str, version: str) -> str:
@@ -59,43 +59,6 @@ def fail_fast_http(max_retries: int = 1, timeout_s: int = 10) -> contextlib.Abst
     """Within the block, MLflow's HTTP client gives up quickly (its default retries last minutes)."""
     return env_defaults(
         MLFLOW_HTTP_REQUEST_MAX_RETRIES=str(max_retries), MLFLOW_HTTP_REQUEST_TIMEOUT=str(timeout_s)
-    )
-
-
-def finite(value: Any) -> float | None:
-    """``value`` as a float, or None when missing, NaN or infinite (JSON has no NaN)."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _sqlite_store_missing(tracking_uri: str) -> bool:
-    """True for a ``sqlite:///`` URI whose file does not exist: nothing was tracked yet (and reading must not
-    create it)."""
-    return (
-        tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).exists()
-    )
-
-
-def _client(tracking_uri: str):  # -> mlflow.MlflowClient; mlflow is imported lazily to keep importers light
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri)
-
-
-def _learned_runs(client: Any, experiment_id: str) -> list[Any]:
-    """Every run tagged as a learned task, oldest first."""
-    return list(
-        client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{TAG_STATUS}` = '{STATUS_LEARNED}'",
-            order_by=["attributes.start_time ASC"],
-            max_results=5000,
-        )
     )
 
 
@@ -144,22 +107,6 @@ def _alias_info(
     }
 
 
-def _run_summary(run: Any, ui_url: str) -> dict[str, Any]:
-    """Identity, timing and headline metrics of one learned run."""
-    metrics = run.data.metrics
-    tags = run.data.tags
-    return {
-        "run_id": run.info.run_id,
-        "task_id": tags.get(TAG_TASK_ID),
-        "task_index": int(tags[TAG_TASK_INDEX]) if str(tags.get(TAG_TASK_INDEX, "")).isdigit() else None,
-        "dag_run_id": tags.get(TAG_DAG_RUN_ID),
-        "start_time_ms": run.info.start_time,
-        "status": run.info.status,
-        "url": run_link(ui_url, run.info.experiment_id, run.info.run_id),
-        **{name: finite(metrics.get(name)) for name in SUMMARY_METRICS},
-    }
-
-
 def empty_state(experiment: str, model_name: str, tracking_uri: str, threshold: float) -> dict[str, Any]:
     """The state before anything was learned: same keys as ``continual_state``, nothing filled in."""
     return {
@@ -187,25 +134,29 @@ def continual_state(
     experiment: str,
     model_name: str,
     ui_url: str | None = None,
-    threshold: float = RETENTION_THRESHOLD,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Tasks learned, latest acc matrix, retention per task vs ``threshold``, champion/challenger (JSON).
+
+    ``threshold`` defaults to the settings' ``retention_threshold`` (``CT_RETENTION_THRESHOLD``).
 
     ``retention`` rows are ``{"task_id", "retention", "passed"}`` in stream order; ``passed`` is None when the
     run logged no retention for that task. Aliases are None until set. Never raises for an empty store.
     """
+    if threshold is None:
+        threshold = get_settings().retention_threshold
     ui = (ui_url or mlflow_ui_url()).rstrip("/")
     state = empty_state(experiment, model_name, tracking_uri, threshold)
     state["mlflow_ui_url"] = ui
-    if _sqlite_store_missing(tracking_uri):
+    if sqlite_store_missing(tracking_uri):
         return state
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri, read_only=True)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp is not None else None
     if exp_id is not None:
         state["experiment_id"] = exp_id
         state["experiment_url"] = f"{ui}/#/experiments/{exp_id}/runs"
-        runs = _learned_runs(client, exp_id)
+        runs = learned_runs(client, exp_id)
         task_ids: list[str] = []
         for run in runs:
             tid = run.data.tags.get(TAG_TASK_ID)
@@ -215,7 +166,7 @@ def continual_state(
         state["task_ids"] = task_ids
         if runs:
             latest = runs[-1]
-            state["latest_run"] = _run_summary(latest, ui)
+            state["latest_run"] = run_summary(latest, ui)
             state["acc_matrix"] = read_acc_matrix(client, latest.info.run_id)
             order = state["acc_matrix"]["task_ids"] if state["acc_matrix"] else task_ids
             metrics = latest.data.metrics
@@ -241,9 +192,9 @@ def learning_history(
 ) -> list[dict]:
     """One row per learned run, oldest first, with its headline metrics, model version and aliases."""
     ui = (ui_url or mlflow_ui_url()).rstrip("/")
-    if _sqlite_store_missing(tracking_uri):
+    if sqlite_store_missing(tracking_uri):
         return []
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri, read_only=True)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
@@ -260,23 +211,19 @@ def learning_history(
             aliases = sorted(a for a, v in alias_map.items() if str(v) == str(mv.version))
             by_run[run_id] = {"version": str(mv.version), "aliases": aliases}
     rows = []
-    for run in _learned_runs(client, exp.experiment_id):
-        row = _run_summary(run, ui)
+    for run in learned_runs(client, exp.experiment_id):
+        row = run_summary(run, ui)
         row.update(by_run.get(run.info.run_id, {"version": None, "aliases": []}))
         rows.append(row)
     return rows
 
 
-def state_from_settings(settings: Any | None = None) -> dict[str, Any]:
-    """``continual_state`` for the project's configured tracking URI, experiment and registered model."""
-    if settings is None:
-        from include.ops.settings import get_settings
-
-        settings = get_settings()
-    threshold = finite(os.environ.get("CT_RETENTION_THRESHOLD")) or RETENTION_THRESHOLD
+def state_from_settings(settings: Settings | None = None) -> dict[str, Any]:
+    """``continual_state`` for the configured tracking URI, experiment, registered model and threshold."""
+    settings = settings or get_settings()
     return continual_state(
         settings.mlflow_tracking_uri,
         settings.mlflow_experiment,
         settings.registered_model,
-        threshold=threshold,
+        threshold=settings.retention_threshold,
     )

@@ -16,13 +16,13 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from include.ops import cl_state
+from include.ops import cl_state, tracking
 from include.ops.progress import ProgressBar
+from include.ops.settings import RETENTION_THRESHOLD, Settings, get_settings
 
 GREEN, RED, DIM, BOLD, RESET = "\033[32m", "\033[31m", "\033[2m", "\033[1m", "\033[0m"
 
@@ -156,17 +156,15 @@ def format_history(rows: list[dict[str, Any]], pal: Palette, threshold: float) -
     return "\n".join(lines) + "\n"
 
 
-def export(out_dir: Path, settings: Any, quiet: bool = False, stream: IO[str] | None = None) -> Path:
+def export(out_dir: Path, settings: Settings, quiet: bool = False, stream: IO[str] | None = None) -> Path:
     """Write state.json, history.json and every learned run's acc_matrix.json/.png under ``out_dir``."""
-    from mlflow import MlflowClient
-
     out_dir.mkdir(parents=True, exist_ok=True)
     uri, exp, model = settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.registered_model
-    state = cl_state.continual_state(uri, exp, model)
+    state = cl_state.continual_state(uri, exp, model, threshold=settings.retention_threshold)
     rows = cl_state.learning_history(uri, exp, model)
     (out_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
     (out_dir / "history.json").write_text(json.dumps(rows, indent=2) + "\n")
-    client = MlflowClient(tracking_uri=uri)
+    client = tracking.mlflow_client(settings, read_only=True) if rows else None
     with ProgressBar(len(rows), "export runs", unit="runs", enabled=not quiet, stream=stream) as bar:
         for i, row in enumerate(rows):
             run_dir = out_dir / "runs" / f"{i:03d}_{row['task_id']}_{_short(row['run_id'])}"
@@ -180,16 +178,14 @@ def export(out_dir: Path, settings: Any, quiet: bool = False, stream: IO[str] | 
     return out_dir
 
 
-def _settings(args: argparse.Namespace) -> Any:
-    from include.ops.settings import get_settings
-
-    s = get_settings()
+def _settings(args: argparse.Namespace) -> Settings:
+    """The project settings with the command line's MLflow options applied."""
     overrides = {
         "mlflow_tracking_uri": args.tracking_uri,
         "mlflow_experiment": args.experiment,
         "registered_model": args.model,
     }
-    return replace(s, **{k: v for k, v in overrides.items() if v})
+    return get_settings().replace(**{k: v for k, v in overrides.items() if v})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=float,
         default=None,
-        help="retention threshold (default 0.8 / CT_RETENTION_THRESHOLD)",
+        help=f"retention threshold (default CT_RETENTION_THRESHOLD, else {RETENTION_THRESHOLD})",
     )
     status.add_argument(
         "--check", action="store_true", help="exit 1 when any retention is below the threshold"
@@ -231,7 +227,11 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
     """Run one subcommand; returns the process exit code (see the module docstring)."""
     out = stdout or sys.stdout
     args = build_parser().parse_args(argv)
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except ValueError as exc:  # a bad CT_* value (pydantic's ValidationError is a ValueError)
+        print(f"error: {args.command}: invalid settings: {exc}", file=sys.stderr)
+        return 2
     try:
         with cl_state.fail_fast_http():  # an operator wants a fast, clear failure, not minutes of retries
             return _run(args, settings, out)
@@ -240,18 +240,11 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
         return 2
 
 
-def _threshold(explicit: float | None = None) -> float:
-    """The retention threshold: ``--threshold``, else env ``CT_RETENTION_THRESHOLD``, else 0.8."""
-    if explicit is not None:
-        return explicit
-    return cl_state.finite(os.environ.get("CT_RETENTION_THRESHOLD")) or cl_state.RETENTION_THRESHOLD
-
-
-def _run(args: argparse.Namespace, settings: Any, out: IO[str]) -> int:
+def _run(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
     """Dispatch one parsed subcommand; returns its exit code."""
     uri, exp, model = settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.registered_model
     if args.command == "status":
-        threshold = _threshold(args.threshold)
+        threshold = settings.retention_threshold if args.threshold is None else args.threshold
         state = cl_state.continual_state(uri, exp, model, threshold=threshold)
         if args.json:
             out.write(json.dumps(state, indent=2) + "\n")
@@ -267,7 +260,9 @@ def _run(args: argparse.Namespace, settings: Any, out: IO[str]) -> int:
         if args.json:
             out.write(json.dumps(rows, indent=2) + "\n")
         else:
-            out.write(format_history(rows, Palette(use_colour(args.color, out)), _threshold()))
+            out.write(
+                format_history(rows, Palette(use_colour(args.color, out)), settings.retention_threshold)
+            )
         return 0
     target = args.out or settings.reports_dir / "continual_state"
     out.write(f"exported to {export(target, settings, quiet=args.quiet)}\n")

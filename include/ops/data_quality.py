@@ -12,14 +12,14 @@ look for is a task whose drift is far from the others', or a class count far fro
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from include.ops.validation.fsutil import atomic_write_bytes, atomic_write_json
+from include.ops.validation.config import FILE_MODE
+from model.fsio import atomic_write_bytes, atomic_write_json
 
 REPORT_JSON = "data_quality.json"
 REPORT_PNG = "data_quality.png"
@@ -113,7 +113,7 @@ def _plot(tasks: list[dict[str, Any]], path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), FILE_MODE)
 
 
 def analyze(manifest_path: Path, out_dir: Path) -> dict[str, Any]:
@@ -177,7 +177,7 @@ def analyze(manifest_path: Path, out_dir: Path) -> dict[str, Any]:
         "png_path": str(out_dir / REPORT_PNG),
     }
     _plot(tasks, out_dir / REPORT_PNG)
-    atomic_write_json(out_dir / REPORT_JSON, report)
+    atomic_write_json(out_dir / REPORT_JSON, report, FILE_MODE)
     return report
 
 
@@ -199,8 +199,3 @@ def format_table(report: dict[str, Any]) -> str:
             f" {t['mean_of_feature_means']:>9.3f} {t['mean_of_feature_stds']:>8.3f} {psi_mean:>8} {ks_mean:>7}"
         )
     return "\n".join(lines)
-
-
-def load_report(path: Path) -> dict[str, Any]:
-    """Read a saved report back."""
-    return json.loads(Path(path).read_text())

@@ -1,10 +1,12 @@
 """Maintenance lock: a lock file that disaster recovery holds while it replaces live state.
 
 The lock must outlive one process (Airflow runs the acquire, restore and release steps as separate task
-processes), so it is a file created atomically (``os.link`` of a fully written temp file, which fails if
-the lock exists) holding JSON: holder, host, pid, since, expires_at. A lock past ``expires_at`` is stale:
-it no longer blocks anyone and the next acquire takes it over (a crashed recovery cannot block training
-forever). Training and backups call :func:`assert_not_locked` / :func:`is_maintenance_locked`.
+processes), so it is a lease: a JSON file (holder, host, pid, since, expires_at), written atomically, not
+an ``flock`` that dies with its process. A lock past ``expires_at`` is stale: it no longer blocks anyone
+and the next acquire takes it over (a crashed recovery cannot block training forever). Acquire and release
+read, decide and write under :func:`model.fsio.file_lock` on a guard file beside the lock, so two
+processes can never both take over a stale lock, nor a release remove a lock just re-taken by another.
+Training and backups call :func:`assert_not_locked` / :func:`is_maintenance_locked`.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from model.fsio import atomic_write_json, file_lock
+
 log = logging.getLogger(__name__)
+
+clock: Callable[[], float] = time.time  # unix seconds; tests replace it to age a lock without sleeping
 
 DEFAULT_TTL_SECONDS = 6 * 3600  # longer than any restore of this system; a forgotten lock expires by itself
 
@@ -43,7 +48,7 @@ class LockInfo:
     @property
     def expired(self) -> bool:
         """True once the lock is past its expiry and no longer blocks anyone."""
-        return time.time() >= self.expires_at
+        return clock() >= self.expires_at
 
     def describe(self) -> str:
         """One line for error messages and logs."""
@@ -80,7 +85,7 @@ def read_lock(lock_file: Path | None = None) -> LockInfo | None:
         )
     except (ValueError, KeyError, TypeError):
         # fail safe: a garbled lock blocks until an operator removes it (`make unlock`) or it ages out
-        mtime = path.stat().st_mtime if path.exists() else time.time()
+        mtime = path.stat().st_mtime if path.exists() else clock()
         return LockInfo("<unreadable lock file>", "?", -1, mtime, mtime + DEFAULT_TTL_SECONDS)
 
 
@@ -105,22 +110,9 @@ def assert_not_locked(what: str, lock_file: Path | None = None) -> None:
         )
 
 
-def _write_new(path: Path, info: LockInfo) -> bool:
-    """Create ``path`` holding ``info`` atomically; False if it already exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(info), f)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # atomic create-if-absent with the full contents already in place
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+def _guard(path: Path) -> contextlib.AbstractContextManager[None]:
+    """Serialise the read-decide-write of acquire and release across processes (an ``flock``)."""
+    return file_lock(path.with_name(f".{path.name}.guard"))
 
 
 def acquire_maintenance_lock(
@@ -130,44 +122,35 @@ def acquire_maintenance_lock(
     if not holder:
         raise ValueError("maintenance lock holder must be a non-empty string")
     path = _resolve(lock_file)
-    now = time.time()
-    info = LockInfo(holder, socket.gethostname(), os.getpid(), now, now + ttl_seconds)
-    for _ in range(3):
-        if _write_new(path, info):
-            log.info("maintenance lock %s acquired by %s", path, holder)
-            return info
+    with _guard(path):
         current = read_lock(path)
-        if current is None:
-            continue  # released between our attempt and the read: try again
-        if current.holder == holder or current.expired:
-            if current.expired and current.holder != holder:
-                log.warning("taking over stale maintenance lock %s (%s)", path, current.describe())
-            since = current.since if current.holder == holder else now
-            refreshed = LockInfo(holder, info.host, info.pid, since, info.expires_at)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump(asdict(refreshed), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            return refreshed
-        raise MaintenanceLocked(
-            f"cannot take maintenance lock {path} for {holder!r}: it is {current.describe()}"
-        )
-    raise MaintenanceLocked(f"cannot take maintenance lock {path} for {holder!r}: it keeps changing hands")
+        if current is not None and current.holder != holder and not current.expired:
+            raise MaintenanceLocked(
+                f"cannot take maintenance lock {path} for {holder!r}: it is {current.describe()}"
+            )
+        if current is not None and current.holder != holder:
+            log.warning("taking over stale maintenance lock %s (%s)", path, current.describe())
+        now = clock()
+        since = current.since if current is not None and current.holder == holder else now
+        info = LockInfo(holder, socket.gethostname(), os.getpid(), since, now + ttl_seconds)
+        atomic_write_json(path, asdict(info))
+    if current is None:
+        log.info("maintenance lock %s acquired by %s", path, holder)
+    return info
 
 
 def release_maintenance_lock(holder: str, lock_file: Path | None = None, force: bool = False) -> bool:
     """Remove the lock if ``holder`` holds it (or ``force``); returns True if a lock was removed."""
     path = _resolve(lock_file)
-    current = read_lock(path)
-    if current is None:
-        return False
-    if current.holder != holder and not force:
-        raise MaintenanceLocked(
-            f"{holder!r} cannot release maintenance lock {path}: it is {current.describe()}"
-        )
-    path.unlink(missing_ok=True)
+    with _guard(path):
+        current = read_lock(path)
+        if current is None:
+            return False
+        if current.holder != holder and not force:
+            raise MaintenanceLocked(
+                f"{holder!r} cannot release maintenance lock {path}: it is {current.describe()}"
+            )
+        path.unlink(missing_ok=True)
     log.info("maintenance lock %s released (was %s)", path, current.describe())
     return True
 

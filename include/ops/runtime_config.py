@@ -8,43 +8,25 @@ dataclasses before they are stored, so a bad value is refused instead of breakin
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from include.ops.settings import get_settings
-from model.fsio import atomic_write_text
+from model.fsio import atomic_write_json, file_lock
 
 log = logging.getLogger(__name__)
 
 TRAIN_OVERRIDES_FILE = "train_overrides.json"
 MODEL_OVERRIDES_FILE = "model_overrides.json"
+GATE_OVERRIDES_FILE = "gate_overrides.json"  # {"retention_threshold": x, "accuracy_floor": y}, each in [0, 1]
 
 
 def config_dir() -> Path:
     """Folder of the runtime override files (``<var_dir>/config``)."""
     return get_settings().var_dir / "config"
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise read-modify-write of ``path`` across processes (API workers, DAG tasks)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _read_overrides(path: Path) -> dict[str, Any]:
@@ -60,8 +42,18 @@ def _read_overrides(path: Path) -> dict[str, Any]:
 
 
 def _validated(kind: str, merged: dict[str, Any]) -> dict[str, Any]:
-    """Check ``merged`` against TrainConfig/ModelConfig; ValueError naming the offending field."""
+    """Check ``merged`` against TrainConfig/ModelConfig (or the gate's thresholds); ValueError naming the field."""
     from model.config import ModelConfig, TrainConfig
+
+    if kind == "gate":
+        for key, value in merged.items():
+            if key not in ("retention_threshold", "accuracy_floor"):
+                raise ValueError(f"invalid gate override: unknown field {key!r}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ValueError(
+                    f"invalid gate override: {key} must be a number within [0, 1], got {value!r}"
+                )
+        return merged
 
     cls = TrainConfig if kind == "train" else ModelConfig
     try:
@@ -85,7 +77,7 @@ def load_model_overrides() -> dict[str, Any]:
 
 def _update(kind: str, filename: str, changes: Mapping[str, Any]) -> dict[str, Any]:
     path = config_dir() / filename
-    with _locked(path):
+    with file_lock(path.with_name(path.name + ".lock")):
         merged = {**_read_overrides(path), **dict(changes)}
         _validated(kind, merged)
         atomic_write_json(path, merged)
@@ -101,6 +93,16 @@ def set_train_overrides(changes: Mapping[str, Any]) -> dict[str, Any]:
 def set_model_overrides(changes: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``changes`` into the model overrides, validate, persist atomically; return all overrides."""
     return _update("model", MODEL_OVERRIDES_FILE, changes)
+
+
+def load_gate_overrides() -> dict[str, Any]:
+    """Operator overrides of the promotion gate's thresholds (``{}`` when none)."""
+    return _validated("gate", _read_overrides(config_dir() / GATE_OVERRIDES_FILE))
+
+
+def set_gate_overrides(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``changes`` into the gate overrides, validate, persist atomically; return all overrides."""
+    return _update("gate", GATE_OVERRIDES_FILE, changes)
 
 
 def effective_train_config() -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""MLflow side of continual training: experiment setup, per-task runs, artifacts, registry and the gate."""
+"""The one MLflow module: the client factory, run reads, experiment setup, per-task runs, registry, the gate.
+
+Everything else that talks to MLflow gets its client from :func:`mlflow_client`, turns metric values into
+JSON-safe floats with :func:`finite` and reads a run's headline with :func:`run_summary`. ``mlflow`` is
+imported lazily so that importers (the Airflow plugin, the CLI, DAG files) stay cheap to load.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,16 @@ PYFUNC_CODE = PROJECT_ROOT / "include" / "ops" / "pyfunc_model.py"
 # MLflow 3's UI reads this experiment tag to choose the "Model training" view over the GenAI one
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+# headline metrics of a learned run, as logged by log_result (docs/conventions.md)
+SUMMARY_METRICS = (
+    "mean_retention",
+    "mean_retention_cc",
+    "avg_acc",
+    "bwt",
+    "forgetting",
+    "new_task_acc",
+    "loss",
+)
 
 
 @dataclass
@@ -42,16 +57,70 @@ class GateDecision:
         return asdict(self)
 
 
-def client(settings: Settings):  # -> mlflow.MlflowClient (mlflow imported lazily)
-    """Point MLflow at the settings' tracking URI and return a client for it."""
+def mlflow_client(settings: Settings | str, *, read_only: bool = False):  # -> mlflow.MlflowClient
+    """The project's MlflowClient: tracking and model registry both at ``settings.mlflow_tracking_uri``
+    (or at ``settings`` itself when it is a URI string).
+
+    By default (writers) MLflow's fluent API (``mlflow.start_run``, ``mlflow.log_*``) is pointed at the same
+    store and a local SQLite store's folder is created. ``read_only=True`` is for readers, which must never
+    create a store: it changes nothing in the process, and raises FileNotFoundError for a ``sqlite:///`` store
+    that does not exist (MLflow would create an empty one on the spot)."""
     import mlflow
 
-    if settings.mlflow_tracking_uri.startswith("sqlite:///"):
-        Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-            parents=True, exist_ok=True
-        )
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    return mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    uri = settings if isinstance(settings, str) else settings.mlflow_tracking_uri
+    if read_only and sqlite_store_missing(uri):
+        raise FileNotFoundError(f"MLflow store {uri.removeprefix('sqlite:///')} does not exist")
+    if not read_only:
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(uri)  # the fluent registry follows it unless set on its own
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def sqlite_store_missing(tracking_uri: str) -> bool:
+    """True for a ``sqlite:///`` URI whose file does not exist: nothing was tracked there yet."""
+    return (
+        tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file()
+    )
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float, or None when missing, not a number, NaN or infinite (JSON has no NaN)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def run_link(ui_url: str, experiment_id: str, run_id: str) -> str:
+    """MLflow UI address of a run."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def run_summary(run: Any, ui_url: str | None = None) -> dict[str, Any]:
+    """Identity, timing (unix ms) and headline metrics of one training run, JSON-safe.
+
+    Keys: run_id, run_name, experiment_id, task_id, task_index, dag_id, dag_run_id, status, start_time_ms,
+    end_time_ms, url (None without ``ui_url``) and one finite-or-None value per :data:`SUMMARY_METRICS`."""
+    info, metrics, tags = run.info, run.data.metrics, run.data.tags
+    index = str(tags.get(TAG_TASK_INDEX, ""))
+    return {
+        "run_id": info.run_id,
+        "run_name": info.run_name,
+        "experiment_id": info.experiment_id,
+        "task_id": tags.get(TAG_TASK_ID),
+        "task_index": int(index) if index.isdigit() else None,
+        "dag_id": tags.get(TAG_DAG_ID),
+        "dag_run_id": tags.get(TAG_DAG_RUN_ID),
+        "status": info.status,
+        "start_time_ms": info.start_time,
+        "end_time_ms": info.end_time,
+        "url": run_link(ui_url, info.experiment_id, info.run_id) if ui_url else None,
+        **{name: finite(metrics.get(name)) for name in SUMMARY_METRICS},
+    }
 
 
 def ensure_experiment(settings: Settings) -> str:
@@ -60,7 +129,7 @@ def ensure_experiment(settings: Settings) -> str:
     The experiment (an older untagged one too) carries ``mlflow.experimentKind=custom_model_development``,
     the kind MLflow 3 uses to tell model-training experiments from GenAI ones; in the UI's "Model training"
     workspace it opens on its runs table."""
-    mlc = client(settings)
+    mlc = mlflow_client(settings)
     exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
     if exp is not None:
         if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
@@ -83,20 +152,26 @@ def ensure_experiment(settings: Settings) -> str:
         return exp.experiment_id
 
 
+def learned_runs(client: Any, experiment_id: str) -> list[Any]:
+    """Every run of the experiment tagged as a learned task, oldest first."""
+    return list(
+        client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{TAG_STATUS}` = '{STATUS_LEARNED}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=5000,
+        )
+    )
+
+
 def learned_task_ids(settings: Settings) -> list[str]:
     """Task ids recorded as learned in MLflow, oldest first: MLflow is the record of what has been learned."""
-    mlc = client(settings)
+    mlc = mlflow_client(settings)
     exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
     if exp is None:
         return []
-    runs = mlc.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`{TAG_STATUS}` = '{STATUS_LEARNED}'",
-        order_by=["attributes.start_time ASC"],
-        max_results=1000,
-    )
     seen: list[str] = []
-    for run in runs:
+    for run in learned_runs(mlc, exp.experiment_id):
         task_id = run.data.tags.get(TAG_TASK_ID)
         if task_id and task_id not in seen:
             seen.append(task_id)
@@ -105,7 +180,7 @@ def learned_task_ids(settings: Settings) -> list[str]:
 
 def find_run(settings: Settings, dag_run_id: str, task_id: str):  # -> mlflow.entities.Run | None
     """The MLflow run a given DAG run opened for a task, if any (makes retries idempotent)."""
-    mlc = client(settings)
+    mlc = mlflow_client(settings)
     exp_id = ensure_experiment(settings)
     safe_run_id = dag_run_id.replace("'", "")
     runs = mlc.search_runs(
@@ -146,13 +221,6 @@ def accuracy_heatmap(task_ids: list[str], matrix: list[list[float | None]], out_
     return out_path
 
 
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def log_result(run_id: str, result: dict[str, Any], workdir: Path) -> None:
     """Log one learned task (metrics, matrix JSON + PNG, checkpoint) into an open MLflow run."""
     import mlflow
@@ -168,7 +236,7 @@ def log_result(run_id: str, result: dict[str, Any], workdir: Path) -> None:
         ("retention_cc", result["retention_chance_corrected"]),
     ):
         for tid, value in values.items():
-            if _finite(value) is not None:
+            if finite(value) is not None:
                 metrics[f"{name}.{tid}"] = float(value)
     for key, metric in (
         ("mean_retention", "mean_retention"),
@@ -181,7 +249,7 @@ def log_result(run_id: str, result: dict[str, Any], workdir: Path) -> None:
         ("stored_exemplars", "stored_exemplars"),
         ("train_seconds", "train_seconds"),
     ):
-        value = _finite(result.get(key))
+        value = finite(result.get(key))
         if value is not None:
             metrics[metric] = value
     metrics["new_task_acc"] = float(result["accuracies"][result["task_id"]])
@@ -211,7 +279,7 @@ def register_version(settings: Settings, run_id: str, result: dict[str, Any]) ->
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
-    client(settings)
+    mlflow_client(settings)
     n_features = 64
     signature = ModelSignature(
         inputs=Schema([ColSpec("double", f"f{i}") for i in range(n_features)]),
@@ -251,7 +319,7 @@ def gate(result: dict[str, Any], retention_threshold: float, accuracy_floor: flo
     if new_acc < accuracy_floor:
         reasons.append(f"new task {result['task_id']} accuracy {new_acc:.4f} < floor {accuracy_floor}")
     if len(result["task_ids"]) > 1:
-        retention = _finite(result.get("mean_retention"))
+        retention = finite(result.get("mean_retention"))
         if retention is None or retention < retention_threshold:
             reasons.append(f"mean retention {retention} < threshold {retention_threshold}")
     return (not reasons, reasons)
@@ -265,7 +333,7 @@ def apply_gate(
     accuracy_floor: float,
 ) -> GateDecision:
     """Move `champion` to the version when it passes the gate, else mark it `challenger`."""
-    mlc = client(settings)
+    mlc = mlflow_client(settings)
     passed, reasons = gate(result, retention_threshold, accuracy_floor)
     alias = CHAMPION if passed else CHALLENGER
     mlc.set_registered_model_alias(settings.registered_model, alias, version)

@@ -2,9 +2,12 @@
 
     python -m include.ops.train_cli --task-id task_0 --train-config '{"epochs": 1}'
 
-Reads the validated manifest when validation has run (else the raw task stream) and the learner state under
-``CT_STATE_DIR``; writes the checkpoint there. Progress goes to stderr, the result is the last stdout line
-(the DockerOperator's XCom). Exit 0 on success, 2 on a bad argument, 1 when training fails.
+Runs ``include.ops.training.learn_one`` (untracked; refused while the maintenance lock is held) on the task
+manifest training reads (``resolve_task_manifest``) and the learner state under ``CT_STATE_DIR``. The
+``--train-config`` the DAG passes is the run's resolved TrainConfig; it is resolved again here (env and
+operator overrides under it), which changes nothing for a complete config. Progress goes to stderr, the
+result is the last stdout line (the DockerOperator's XCom). Exit 0 on success, 2 on a bad argument, 1 when
+training fails or is refused.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import sys
 import traceback
 from typing import Any
 
-from include.ops.settings import Settings, get_settings
-from include.ops.training import manifest_path, resolve_train_config
+from include.ops.run_settings import resolve_train_config
+from include.ops.settings import get_settings
+from include.ops.training import learn_one
 
 
 def parse_train_config(raw: str) -> tuple[dict[str, Any], list[str]]:
@@ -36,33 +40,6 @@ def parse_train_config(raw: str) -> tuple[dict[str, Any], list[str]]:
     return overrides, ignored
 
 
-def _result_dict(result: Any) -> dict[str, Any]:
-    if hasattr(result, "to_dict"):
-        return result.to_dict()
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        return dataclasses.asdict(result)
-    return dict(result)
-
-
-def learn(task_id: str, overrides: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    """Learn ``task_id`` into the learner state of ``settings`` (overrides file <- env <- ``overrides``)."""
-    from model.config import TrainConfig
-    from model.learner import ContinualLearner
-
-    settings = settings or get_settings()
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    learner = ContinualLearner(
-        manifest_path(settings),
-        settings.state_dir,
-        train_cfg=TrainConfig.from_dict(resolve_train_config(overrides)),
-    )
-
-    def on_epoch_end(epoch: int, loss: float) -> None:
-        print(f"task {task_id} epoch {epoch} loss {loss:.4f}", file=sys.stderr, flush=True)
-
-    return _result_dict(learner.learn_task(task_id, on_epoch_end=on_epoch_end))
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(
@@ -73,13 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         overrides, ignored = parse_train_config(args.train_config)
+        train_cfg = resolve_train_config(overrides)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if ignored:
         print(f"ignoring keys that are not TrainConfig fields: {ignored}", file=sys.stderr)
+
+    def on_epoch_end(epoch: int, loss: float) -> None:
+        print(f"task {args.task_id} epoch {epoch} loss {loss:.4f}", file=sys.stderr, flush=True)
+
     try:
-        result = learn(args.task_id, overrides)
+        result = learn_one(get_settings(), args.task_id, train_cfg, on_epoch_end=on_epoch_end)
     except Exception as exc:  # the container's exit code is the operator's verdict; say why on stderr
         traceback.print_exc()
         print(f"error: learning {args.task_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -1,86 +1,39 @@
-"""The in-process training seam: plan which tasks a DAG run learns, learn them, track them, gate them."""
+"""The one training entry: plan which tasks a DAG run learns, learn one (``learn_one``), track it, gate it.
+
+``learn_one`` is what every path runs: the DAG's in-process ``train`` task (tracked in MLflow, idempotent per
+DAG run) and the GPU container's ``python -m include.ops.train_cli`` (untracked; the worker's ``track`` task
+records the printed result with ``record_container_result``). The maintenance lock is checked on both.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
-from dataclasses import fields
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from include.ops import tracking
+from include.ops.lock import is_maintenance_locked
+from include.ops.run_settings import RunSettings
 from include.ops.settings import Settings
-from model.fsio import atomic_write_text
+from include.ops.task_manifest import resolve_task_manifest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RETENTION_THRESHOLD = 0.8  # runbook: knowledge retention < 0.8 pages someone
-DEFAULT_ACCURACY_FLOOR = 0.9
+EpochCallback = Callable[[int, float], None]
 
 
 class TrainingRefused(RuntimeError):
     """Raised when a requested task cannot be trained (unknown, already learned, maintenance lock held)."""
 
 
-def manifest_path(settings: Settings, learned: set[str] | None = None) -> Path:
-    """The task manifest training reads: the validated store's once validation has run, else the raw stream.
-
-    With a validated store, tasks learned before validation was switched on keep their raw files for evaluation
-    (written as absolute paths into ``state_dir/effective_manifest.json``); a task not learned yet is only ever
-    read from the validated store, so nothing trains on a batch that has not passed validation.
-    ``learned`` (the task ids MLflow records as learned) is looked up when not given.
-    """
-    validated = settings.validated_dir / "manifest.json"
-    if not validated.exists():
-        return settings.manifest_path
-    raw = json.loads(validated.read_text())
-    if learned is None:
-        learned = set(tracking.learned_task_ids(settings))
-    fallback = False
-    for spec in raw["tasks"]:
-        store_copy = settings.validated_dir / spec["file"]
-        raw_copy = settings.data_dir / spec["file"]
-        use_raw = spec["task_id"] in learned and not store_copy.exists() and raw_copy.exists()
-        fallback = fallback or use_raw
-        spec["file"] = str(raw_copy if use_raw else store_copy)
-    if not fallback:
-        return validated
-    effective = settings.state_dir / "effective_manifest.json"
-    text = json.dumps(raw, indent=2) + "\n"
-    if not effective.exists() or effective.read_text() != text:
-        atomic_write_text(effective, text)
-    return effective
-
-
-def _train_config_fields() -> set[str]:
-    from model.config import TrainConfig
-
-    return {f.name for f in fields(TrainConfig)}
-
-
-def resolve_train_config(conf: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merge TrainConfig defaults <- operator overrides file <- env CT_TRAIN_OVERRIDES <- run conf; validated."""
-    from model.config import TrainConfig
-
-    merged: dict[str, Any] = {}
-    try:
-        from include.ops.runtime_config import load_train_overrides
-
-        merged.update(load_train_overrides())
-    except ImportError:
-        pass
-    env = os.environ.get("CT_TRAIN_OVERRIDES")
-    if env:
-        try:
-            merged.update(json.loads(env))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"CT_TRAIN_OVERRIDES is not valid JSON: {exc}") from exc
-    allowed = _train_config_fields()
-    merged.update({k: v for k, v in (conf or {}).items() if k in allowed and v is not None})
-    return TrainConfig.from_dict(merged).to_dict()
+def training_route(settings: Settings) -> dict[str, str]:
+    """Where Airflow runs the training task: ``queue`` and ``executor`` from settings, only those set."""
+    route = {"queue": settings.training_queue, "executor": settings.training_executor}
+    return {key: value for key, value in route.items() if value}
 
 
 def plan_tasks(settings: Settings, requested: str | None, event_task_ids: list[str]) -> list[str]:
@@ -88,7 +41,7 @@ def plan_tasks(settings: Settings, requested: str | None, event_task_ids: list[s
     from model.data import load_manifest
 
     learned = set(tracking.learned_task_ids(settings))
-    path = manifest_path(settings, learned)
+    path = resolve_task_manifest(settings, learned)
     manifest = load_manifest(path)
     known = [t.task_id for t in manifest.tasks]
     if requested:
@@ -122,11 +75,8 @@ def plan_tasks(settings: Settings, requested: str | None, event_task_ids: list[s
     return []
 
 
-def _check_lock(settings: Settings) -> None:
-    try:
-        from include.ops.lock import is_maintenance_locked
-    except ImportError:
-        return
+def check_lock(settings: Settings) -> None:
+    """Raise TrainingRefused while the maintenance lock is held (disaster recovery replaces live state)."""
     if is_maintenance_locked(settings.lock_file):
         raise TrainingRefused(f"maintenance lock {settings.lock_file} is held (disaster recovery running)")
 
@@ -148,15 +98,13 @@ def _summary(result: dict[str, Any], run_id: str) -> dict[str, Any]:
 
 
 def _push_metrics(result: dict[str, Any]) -> None:
-    try:
-        from include.ops.metrics import push_training_metrics
-    except ImportError:
-        return
+    from include.ops.metrics import push_training_metrics  # prometheus_client: only when a task was learned
+
     losses = result.get("epoch_losses") or [float("nan")]
     push_training_metrics(result["task_id"], float(losses[-1]), dict(result["retention"]))
 
 
-def _learned_summary(settings: Settings, dag_run_id: str, task_id: str):
+def _learned_summary(settings: Settings, dag_run_id: str, task_id: str) -> tuple[Any, dict[str, Any] | None]:
     """(existing MLflow run or None, summary if this DAG run already learned the task)."""
     import mlflow
 
@@ -179,7 +127,7 @@ def open_run(settings: Settings, task_id: str, dag_id: str, dag_run_id: str, exi
             "resuming MLflow run %s for %s (retry of DAG run %s)", existing.info.run_id, task_id, dag_run_id
         )
         return existing.info.run_id
-    run = tracking.client(settings).create_run(
+    run = tracking.mlflow_client(settings).create_run(
         tracking.ensure_experiment(settings),
         run_name=task_id,
         tags={
@@ -195,7 +143,7 @@ def record_result(settings: Settings, run_id: str, result: dict[str, Any]) -> di
     """Log a LearnResult dict into its MLflow run and mark the task learned; returns the small summary."""
     import mlflow
 
-    mlc = tracking.client(settings)
+    mlc = tracking.mlflow_client(settings)
     existing_params = set(mlc.get_run(run_id).data.params)
     params = tracking.flat_params(result["model_config"], result["train_config"])
     with mlflow.start_run(run_id=run_id):
@@ -219,38 +167,58 @@ def record_result(settings: Settings, run_id: str, result: dict[str, Any]) -> di
     return _summary(result, run_id)
 
 
-def learn_one(
-    settings: Settings, task_id: str, train_cfg: dict[str, Any], dag_id: str, dag_run_id: str
-) -> dict[str, Any]:
-    """Learn one task in-process into its own MLflow run, idempotent per (DAG run, task); returns a summary."""
+def _learner(settings: Settings, task_id: str, train_cfg: Mapping[str, Any]) -> Any:  # -> ContinualLearner
+    """The learner of ``settings.state_dir`` reading the resolved task manifest, ready to learn ``task_id``."""
     from model.config import TrainConfig
     from model.learner import ContinualLearner
 
-    existing, done = _learned_summary(settings, dag_run_id, task_id)
-    if done is not None:
-        return done
-    _check_lock(settings)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     learner = ContinualLearner(
-        manifest_path(settings), settings.state_dir, train_cfg=TrainConfig.from_dict(train_cfg)
+        resolve_task_manifest(settings), settings.state_dir, train_cfg=TrainConfig.from_dict(dict(train_cfg))
     )
     if task_id in learner.learned_tasks:
         raise TrainingRefused(
             f"task {task_id!r} is already in the learner state {settings.state_dir} but MLflow has no learned run "
             "for it: restore a consistent backup (make restore) before training again"
         )
-    run_id = open_run(settings, task_id, dag_id, dag_run_id, existing)
+    return learner
 
-    def on_epoch_end(epoch: int, loss: float) -> None:
+
+def learn_one(
+    settings: Settings,
+    task_id: str,
+    train_cfg: Mapping[str, Any],
+    dag_id: str | None = None,
+    dag_run_id: str | None = None,
+    on_epoch_end: EpochCallback | None = None,
+) -> dict[str, Any]:
+    """Learn one task; the one entry of every training path. Refused while the maintenance lock is held.
+
+    With ``dag_id``/``dag_run_id`` the task gets its own MLflow run, idempotent per (DAG run, task), and the
+    small summary is returned. Without them (the GPU container, which has no tracking store) nothing is
+    tracked and the whole LearnResult dict is returned, for ``record_container_result`` on the worker.
+    """
+    existing = None
+    if dag_run_id is not None:
+        existing, done = _learned_summary(settings, dag_run_id, task_id)
+        if done is not None:
+            return done
+    check_lock(settings)
+    learner = _learner(settings, task_id, train_cfg)
+    run_id = None if dag_run_id is None else open_run(settings, task_id, dag_id or "", dag_run_id, existing)
+
+    def log_epoch(epoch: int, loss: float) -> None:
         log.info("task %s epoch %d loss %.4f", task_id, epoch, loss)
 
     started = time.monotonic()
     try:
-        result = learner.learn_task(task_id, on_epoch_end=on_epoch_end).to_dict()
+        result = learner.learn_task(task_id, on_epoch_end=on_epoch_end or log_epoch).to_dict()
     except Exception:
-        tracking.client(settings).set_terminated(run_id, status="FAILED")
+        if run_id is not None:
+            tracking.mlflow_client(settings).set_terminated(run_id, status="FAILED")
         raise
     log.info("learned %s in %.1fs; accuracies %s", task_id, time.monotonic() - started, result["accuracies"])
-    return record_result(settings, run_id, result)
+    return result if run_id is None else record_result(settings, run_id, result)
 
 
 def record_container_result(
@@ -272,43 +240,48 @@ def record_container_result(
 
 
 def _log_data_quality(settings: Settings, run_id: str) -> None:
-    """Attach the data-quality report (class counts, drift) to the run when the analysis module is present."""
-    try:
-        from include.ops.data_quality import analyze
-    except ImportError:
-        return
+    """Attach the data-quality report (class counts, drift) of the manifest training read to the run."""
     import mlflow
+
+    from include.ops.data_quality import analyze  # numpy: kept off the DAG parse path
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            report = analyze(manifest_path(settings), Path(tmp))
+            analyze(resolve_task_manifest(settings), Path(tmp))
         except Exception as exc:  # the report is informative; a failure must not undo a learned task
             log.warning("data quality analysis failed: %s", exc)
             return
         for item in Path(tmp).rglob("*"):
             if item.is_file():
                 mlflow.log_artifact(str(item), artifact_path="data_quality", run_id=run_id)
-        del report
+
+
+def log_run_settings(settings: Settings, run_id: str, run: RunSettings) -> None:
+    """Record the resolved run settings on an MLflow run: ``run_settings.json`` and the thresholds as tags."""
+    mlc = tracking.mlflow_client(settings)
+    mlc.log_dict(run_id, run.to_dict(), "run_settings.json")
+    mlc.set_tag(run_id, "ct.retention_threshold", str(run.retention_threshold))
+    mlc.set_tag(run_id, "ct.accuracy_floor", str(run.accuracy_floor))
 
 
 def register_and_gate(
-    settings: Settings,
-    summaries: list[dict[str, Any]],
-    retention_threshold: float = DEFAULT_RETENTION_THRESHOLD,
-    accuracy_floor: float = DEFAULT_ACCURACY_FLOOR,
+    settings: Settings, summaries: list[dict[str, Any]], run: RunSettings
 ) -> list[dict[str, Any]]:
     """Register one model version per learned task (idempotent per run) and apply the promotion gate."""
     import mlflow
 
-    mlc = tracking.client(settings)
+    mlc = tracking.mlflow_client(settings)
     decisions = []
     for summary in summaries:
         run_id = summary["mlflow_run_id"]
+        log_run_settings(settings, run_id, run)
         found = mlc.search_model_versions(f"name = '{settings.registered_model}' and run_id = '{run_id}'")
         version = str(found[0].version) if found else None
         if version is None:
             path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="learn_result.json")
             version = tracking.register_version(settings, run_id, json.loads(Path(path).read_text()))
-        decision = tracking.apply_gate(settings, version, summary, retention_threshold, accuracy_floor)
+        decision = tracking.apply_gate(
+            settings, version, summary, run.retention_threshold, run.accuracy_floor
+        )
         decisions.append(decision.to_dict())
     return decisions

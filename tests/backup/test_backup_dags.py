@@ -85,12 +85,8 @@ def test_checkpoint_backup_dag_backs_up_and_verifies(state, airflow_db):
 
 
 def test_checkpoint_backup_dag_retries_then_fails_when_s3_goes_away(state, s3, airflow_db):
-    from include.ops.backup import (
-        create_backup,
-        latest_complete_backup,
-        list_backups,
-        s3_store_from_connection,
-    )
+    from include.airflow_glue.s3 import s3_store_from_connection
+    from include.ops.backup import create_backup, latest_complete_backup, list_backups
 
     good = create_backup(settings=state, store=s3_store_from_connection())
     (state.state_dir / "notes.txt").write_text("changed state\n" * 100)

@@ -18,9 +18,9 @@ from include.ops.backup.layout import (
     copy_hashed,
     resolve_inside,
     safe_relpath,
-    sha256_file,
     validate_backup_id,
 )
+from model.fsio import sha256_file
 
 
 @pytest.mark.parametrize("good", ["20261128T214500Z", "20261128T214500Z-3"])
@@ -78,7 +78,8 @@ def test_manifest_round_trip_and_tamper_detection(tmp_path: Path):
     src = tmp_path / "a.bin"
     src.write_bytes(os.urandom(3 << 20))
     size, digest = copy_hashed(src, tmp_path / "copy" / "a.bin")
-    assert (size, digest) == sha256_file(src) == sha256_file(tmp_path / "copy" / "a.bin")
+    assert digest == sha256_file(src) == sha256_file(tmp_path / "copy" / "a.bin")
+    assert size == src.stat().st_size
     manifest = _manifest([FileEntry("state/a.bin", size, digest)])
     raw = manifest.to_json()
     assert Manifest.from_json(raw, "m").files == manifest.files

@@ -12,7 +12,7 @@ from tests.backup.conftest import listing, restart_s3, s3_client, tree_digest
 
 
 def _store():
-    from include.ops.backup import s3_store_from_connection
+    from include.airflow_glue.s3 import s3_store_from_connection
 
     store = s3_store_from_connection()
     assert store is not None

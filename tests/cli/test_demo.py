@@ -21,7 +21,7 @@ def test_demo_learns_every_task_through_successful_dag_runs(
     from airflow.utils.session import create_session
     from mlflow import MlflowClient
 
-    from include.ops import demo
+    from include.airflow_glue import demo
     from include.ops.settings import get_settings
 
     monkeypatch.setenv("CT_GX_DATA_DOCS", "0")
@@ -61,7 +61,7 @@ def test_demo_learns_every_task_through_successful_dag_runs(
 def test_demo_refuses_a_conf_it_would_silently_ignore(
     ct_env: Path, capsys: pytest.CaptureFixture, conf: str, message: str
 ) -> None:
-    from include.ops import demo
+    from include.airflow_glue import demo
     from include.ops.settings import get_settings
 
     with pytest.raises(SystemExit) as exc:

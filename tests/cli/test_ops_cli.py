@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from include.ops import cli
+from include.ops.settings import RETENTION_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -44,7 +45,7 @@ def test_status_colours_follow_the_threshold(seeded_env: dict[str, Any]) -> None
     _, text = run(["status", "--color"])
     assert f"{cli.RED}    0.606  BELOW{cli.RESET}" in text
     assert f"{cli.GREEN}    0.876  ok{cli.RESET}" in text
-    assert f"{cli.RED}  0.60{cli.RESET}" in text  # matrix cell below 0.8
+    assert f"{cli.RED}  0.60{cli.RESET}" in text  # matrix cell below the default threshold
     assert f"{cli.GREEN}  0.98{cli.RESET}" in text
     # the same report with colour stripped is exactly the plain one
     _, plain = run(["status", "--no-color"])
@@ -52,10 +53,22 @@ def test_status_colours_follow_the_threshold(seeded_env: dict[str, Any]) -> None
 
 
 def test_threshold_and_check_exit_code(seeded_env: dict[str, Any]) -> None:
-    assert run(["status", "--check", "--no-color"])[0] == 1  # task_0 retention 0.606 < 0.8
+    assert run(["status", "--check", "--no-color"])[0] == 1  # task_0 retention 0.606 < the default
     code, text = run(["status", "--check", "--no-color", "--threshold", "0.5"])
     assert code == 0
     assert "threshold 0.50" in text and "BELOW" not in text
+
+
+def test_threshold_comes_from_settings_and_the_flag_wins(
+    seeded_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert f"threshold {RETENTION_THRESHOLD:.2f}" in run(["status", "--no-color"])[1]
+    monkeypatch.setenv("CT_RETENTION_THRESHOLD", "0.55")
+    code, text = run(["status", "--check", "--no-color"])
+    assert code == 0 and "threshold 0.55" in text and "BELOW" not in text
+    assert run(["status", "--check", "--no-color", "--threshold", "0.7"])[0] == 1
+    monkeypatch.setenv("CT_RETENTION_THRESHOLD", "1.5")
+    assert run(["status"])[0] == 2, "an out-of-range threshold is refused, not silently replaced"
 
 
 def test_status_json_is_the_state(seeded_env: dict[str, Any]) -> None:

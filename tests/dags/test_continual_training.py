@@ -1,8 +1,8 @@
-"""continual_training end to end with dag.test(): a real Airflow DB, a real local MLflow store, the gate."""
+"""continual_training end to end with dag.test(): a real Airflow DB, a real local MLflow store, the gate; and
+the one training entry, task-manifest resolver and settings precedence it runs on."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -29,7 +29,7 @@ def test_two_tasks_tracked_registered_and_gated(small_training):
     import mlflow
 
     from include.ops import tracking
-    from model.checkpoint import sha256_file
+    from model.fsio import sha256_file
 
     settings = small_training
     dag = load_dag("continual_training")
@@ -40,7 +40,7 @@ def test_two_tasks_tracked_registered_and_gated(small_training):
     assert len(events) == 1 and events[0]["task_id"] == "task_0"
     assert sha256_file(Path(events[0]["checkpoint_path"])) == events[0]["checkpoint_sha256"]
 
-    mlc = tracking.client(settings)
+    mlc = tracking.mlflow_client(settings)
     exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
     runs = mlc.search_runs([exp.experiment_id], filter_string="tags.`ct.task_id` = 'task_0'")
     assert len(runs) == 1
@@ -58,6 +58,22 @@ def test_two_tasks_tracked_registered_and_gated(small_training):
     champion = mlc.get_model_version_by_alias(settings.registered_model, "champion")
     assert champion.tags["task_id"] == "task_0"
     assert champion.tags["checkpoint_sha256"] == events[0]["checkpoint_sha256"]
+    # the run's resolved settings, logged once: the conf's floor wins, the threshold is the settings default
+    resolved = mlc.get_run(run.info.run_id)
+    assert (
+        resolved.data.tags["ct.accuracy_floor"] == "0.5"
+        and resolved.data.tags["ct.retention_threshold"] == "0.8"
+    )
+    logged = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="run_settings.json")
+        ).read_text()
+    )
+    assert (
+        logged["sources"]["accuracy_floor"] == "param"
+        and logged["sources"]["retention_threshold"] == "default"
+    )
+    assert logged["sources"]["train.epochs"] == "env" and logged["train_config"]["epochs"] == 1
 
     # Naive fine-tuning (no replay) forgets task_0 in the class-incremental scenario: the gate must fail the run visibly.
     second = load_dag("continual_training").test(run_conf={"strategy": "naive", "accuracy_floor": 0.5})
@@ -98,9 +114,10 @@ def test_two_tasks_tracked_registered_and_gated(small_training):
 
 def test_retry_of_same_dag_run_does_not_train_twice(small_training):
     from include.ops import training
+    from include.ops.run_settings import resolve_train_config
 
     settings = small_training
-    cfg = training.resolve_train_config({})
+    cfg = resolve_train_config({})
     first = training.learn_one(settings, "task_0", cfg, "continual_training", "manual__retry-test")
     ckpt = Path(first["checkpoint_path"])
     mtime = ckpt.stat().st_mtime_ns
@@ -116,26 +133,30 @@ def test_retry_of_same_dag_run_does_not_train_twice(small_training):
 
 
 def test_bad_train_override_is_refused_by_name(small_training, monkeypatch):
-    from include.ops import training
+    from include.ops.run_settings import resolve_train_config
 
     monkeypatch.setenv("CT_TRAIN_OVERRIDES", json.dumps({"epochz": 3}))
     with pytest.raises(ValueError, match="epochz"):
-        training.resolve_train_config({})
+        resolve_train_config({})
     monkeypatch.setenv("CT_TRAIN_OVERRIDES", "{not json")
     with pytest.raises(ValueError, match="CT_TRAIN_OVERRIDES"):
-        training.resolve_train_config({})
+        resolve_train_config({})
 
 
 def test_next_task_waits_for_validated_data(small_training):
     import shutil
 
     from include.ops import training
+    from include.ops.task_manifest import resolve_task_manifest
 
     settings = small_training
+    assert resolve_task_manifest(settings) == settings.source_manifest, (
+        "no validated store yet: the raw stream"
+    )
     settings.validated_dir.mkdir(parents=True)
     shutil.copy(settings.data_dir / "manifest.json", settings.validated_dir / "manifest.json")
     shutil.copy(settings.data_dir / "task_1.csv", settings.validated_dir / "task_1.csv")
-    assert training.manifest_path(settings) == settings.validated_dir / "manifest.json"
+    assert resolve_task_manifest(settings) == settings.validated_dir / "manifest.json"
     assert training.plan_tasks(settings, None, []) == [], "task_0 has not passed validation: nothing to train"
     with pytest.raises(training.TrainingRefused, match="has no data"):
         training.plan_tasks(settings, "task_0", [])
@@ -157,7 +178,93 @@ def test_docker_backend_wires_container_then_tracking(monkeypatch):
     assert container.upstream_task_ids == {"plan"}
     assert dag.get_task("track").upstream_task_ids == {"train_container"}
     assert "include.ops.train_cli" in " ".join(container.command)
+    # the container learns the planned task with the run's resolved TrainConfig, both from plan's XCom
+    assert "xcom_pull(task_ids='plan')['tasks'][0]" in container.command[4]
+    assert "xcom_pull(task_ids='plan')['run']['train_config']" in container.command[6]
     assert [o.name for o in dag.get_task("track").outlets] == ["model_checkpoint"]
+
+
+def test_training_task_is_routed_by_settings(monkeypatch):
+    """CT_TRAINING_QUEUE / CT_TRAINING_EXECUTOR reach the train task (only it); an unknown executor is refused."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("CT_TRAINING_QUEUE", "gpu")
+    monkeypatch.setenv("CT_TRAINING_EXECUTOR", "LocalExecutor")  # the one this test config has
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "continual_training.py"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.get_dag("continual_training")
+    train = dag.get_task("train")
+    assert (train.queue, train.executor) == ("gpu", "LocalExecutor")
+    assert {dag.get_task(t).executor for t in ("plan", "register", "gate")} == {None}
+    monkeypatch.setenv("CT_TRAINING_EXECUTOR", "NoSuchExecutor")
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "continual_training.py"))
+    assert "NoSuchExecutor" in " ".join(bag.import_errors.values())
+
+
+def test_settings_precedence_param_over_override_over_env_over_default(ct_env: Path, monkeypatch):
+    """A param counts only when the trigger conf sets it; below it operator overrides, then env, then defaults."""
+    from include.ops import runtime_config
+    from include.ops.run_settings import resolve_run_settings
+    from include.ops.settings import get_settings
+
+    unset = {k: load_dag("continual_training").params[k] for k in load_dag("continual_training").params}
+    assert unset["retention_threshold"] is None and unset["accuracy_floor"] is None
+    run = resolve_run_settings(unset, get_settings())
+    assert (run.retention_threshold, run.accuracy_floor) == (0.8, 0.9)
+    assert run.sources["retention_threshold"] == run.sources["accuracy_floor"] == "default"
+
+    monkeypatch.setenv("CT_RETENTION_THRESHOLD", "0.7")
+    monkeypatch.setenv("CT_TRAIN_OVERRIDES", json.dumps({"epochs": 3, "lr": 0.01}))
+    run = resolve_run_settings(unset, get_settings())
+    assert (run.retention_threshold, run.sources["retention_threshold"]) == (0.7, "env")
+    assert (run.train_config["lr"], run.sources["train.lr"]) == (0.01, "env")
+
+    runtime_config.set_gate_overrides({"retention_threshold": 0.6, "accuracy_floor": 0.5})
+    runtime_config.set_train_overrides({"lr": 0.001})
+    run = resolve_run_settings(unset, get_settings())
+    assert (run.retention_threshold, run.sources["retention_threshold"]) == (0.6, "override")
+    assert (run.accuracy_floor, run.sources["accuracy_floor"]) == (0.5, "override")
+    assert (run.train_config["lr"], run.sources["train.lr"]) == (0.001, "override")
+    assert (run.train_config["epochs"], run.sources["train.epochs"]) == (3, "env")
+
+    conf = {**unset, "retention_threshold": 0.95, "epochs": 2, "lr": 0.05}
+    run = resolve_run_settings(conf, get_settings())
+    assert (run.retention_threshold, run.sources["retention_threshold"]) == (0.95, "param")
+    assert (run.accuracy_floor, run.sources["accuracy_floor"]) == (0.5, "override")
+    assert (run.train_config["epochs"], run.train_config["lr"]) == (2, 0.05)
+    assert run.sources["train.batch_size"] == "default"
+    with pytest.raises(ValueError, match="gate override"):
+        runtime_config.set_gate_overrides({"accuracy_floor": 1.5})
+
+
+def test_maintenance_lock_refuses_every_training_path(small_training):
+    """learn_one (in-process and the container's CLI) and the container task's pre_execute all check the lock."""
+    import subprocess
+    import sys
+
+    from include.airflow_glue.docker_training import refuse_while_locked
+    from include.ops import training
+    from include.ops.lock import maintenance_lock
+    from include.ops.run_settings import resolve_train_config
+
+    settings = small_training
+    cfg = resolve_train_config({"strategy": "naive"})
+    with maintenance_lock("restore-test", settings.lock_file):
+        with pytest.raises(training.TrainingRefused, match="maintenance lock"):
+            training.learn_one(settings, "task_0", cfg, "continual_training", "manual__locked")
+        with pytest.raises(training.TrainingRefused, match="maintenance lock"):
+            training.learn_one(settings, "task_0", cfg)
+        with pytest.raises(training.TrainingRefused, match="maintenance lock"):
+            refuse_while_locked({})
+        cli = subprocess.run(
+            [sys.executable, "-m", "include.ops.train_cli", "--task-id", "task_0"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert cli.returncode == 1 and "maintenance lock" in cli.stderr
+    assert not list(settings.checkpoint_dir.glob("*.pt")), "nothing was trained under the lock"
 
 
 def test_container_result_line_is_tracked_once(small_training):
@@ -197,16 +304,18 @@ def test_tasks_learned_before_validation_keep_their_raw_files_new_ones_need_vali
     import shutil
 
     from include.ops import training
+    from include.ops.run_settings import resolve_train_config
+    from include.ops.task_manifest import resolve_task_manifest
     from model.data import load_manifest
 
     settings = small_training
-    cfg = training.resolve_train_config({"strategy": "naive"})
+    cfg = resolve_train_config({"strategy": "naive"})
     training.learn_one(settings, "task_0", cfg, "continual_training", "manual__before-validation")
     settings.validated_dir.mkdir(parents=True)
     shutil.copy(settings.data_dir / "manifest.json", settings.validated_dir / "manifest.json")
     shutil.copy(settings.data_dir / "task_1.csv", settings.validated_dir / "task_1.csv")
 
-    path = training.manifest_path(settings)
+    path = resolve_task_manifest(settings)
     files = {t.task_id: t.file for t in load_manifest(path).tasks}
     assert files["task_0"] == str(settings.data_dir / "task_0.csv"), "learned task evaluated on its raw file"
     assert files["task_1"] == str(settings.validated_dir / "task_1.csv")
@@ -223,11 +332,11 @@ def test_experiment_is_tagged_as_model_training_even_when_it_existed_before(ct_e
     from include.ops.settings import get_settings
 
     settings = get_settings()
-    mlc = tracking.client(settings)
+    mlc = tracking.mlflow_client(settings)
     old_id = mlc.create_experiment(settings.mlflow_experiment)  # created by an older version: no kind tag
     assert tracking.EXPERIMENT_KIND_TAG not in mlc.get_experiment(old_id).tags
     assert tracking.ensure_experiment(settings) == old_id
     assert mlc.get_experiment(old_id).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
-    fresh = dataclasses.replace(settings, mlflow_experiment="another")
+    fresh = settings.replace(mlflow_experiment="another")
     new_id = tracking.ensure_experiment(fresh)
     assert mlc.get_experiment(new_id).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"

@@ -15,13 +15,14 @@ of scheduled DAGs validate against their own schema (a scheduled run uses them u
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
+from tests.dag_helpers import DAG_FILES
+
 LABEL = re.compile(r"^(?:#{1,6}\s+(?P<h>[^\n]+)|\*\*(?P<b>[^*\n]+)\*\*)", re.M)
 MIN_INTRO_CHARS = 60
 
@@ -88,27 +89,13 @@ def param_problems(name: str, param: Any, scheduled: bool) -> list[str]:
     return problems
 
 
-@pytest.fixture(scope="module")
-def dagbags() -> dict[Path, Any]:
-    """One DagBag per DAG file (parsed lazily, once per module)."""
-    return {}
-
-
-def _bag(dagbags: dict[Path, Any], path: Path) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    if path not in dagbags:
-        dagbags[path] = DagBag(dag_folder=str(path), safe_mode=False)
-    return dagbags[path]
-
-
 def test_dag_folder_is_not_empty() -> None:
     assert DAG_FILES, "no DAG files in dags/"
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
-def test_dag_doc_md_has_the_sections(path: Path, dagbags: dict[Path, Any]) -> None:
-    bag = _bag(dagbags, path)
+def test_dag_doc_md_has_the_sections(path: Path, dag_bag: Callable[[Path], Any]) -> None:
+    bag = dag_bag(path)
     assert not bag.import_errors, bag.import_errors
     assert bag.dags, f"{path.name} defines no DAG"
     problems = {
@@ -120,8 +107,10 @@ def test_dag_doc_md_has_the_sections(path: Path, dagbags: dict[Path, Any]) -> No
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
-def test_every_param_is_typed_described_and_closed_where_closed(path: Path, dagbags: dict[Path, Any]) -> None:
-    bag = _bag(dagbags, path)
+def test_every_param_is_typed_described_and_closed_where_closed(
+    path: Path, dag_bag: Callable[[Path], Any]
+) -> None:
+    bag = dag_bag(path)
     assert not bag.import_errors, bag.import_errors
     problems = {}
     for dag_id, dag in bag.dags.items():

@@ -229,6 +229,10 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     airflow_extra = {
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "300",
+        # multi-executor, as on Kubernetes: every task on the default LocalExecutor except `train`, which
+        # CT_TRAINING_EXECUTOR routes to Celery (and CT_TRAINING_QUEUE to the `gpu` worker)
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor,CeleryExecutor",
+        "CT_TRAINING_EXECUTOR": "CeleryExecutor",
     }
     local = LocalStack(
         config,

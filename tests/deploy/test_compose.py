@@ -243,7 +243,7 @@ def test_dockerfiles_pin_the_project_stack() -> None:
     assert re.search(r"TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu12\d", app), (
         "app image: CUDA 12 torch"
     )
-    assert "python" in app and '"model.serving"' in app
+    assert "python" in app and '"include.serving"' in app
     assert (
         "mlflow psycopg2-binary boto3 -c /tmp/constraints.txt"
         in (ROOT / "docker/mlflow.Dockerfile").read_text()

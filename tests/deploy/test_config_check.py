@@ -1,4 +1,4 @@
-"""include/ops/config_check.py: every problem found with where it is and how to fix it, non-zero exit on any
+"""include/ops/config_check/: every problem found with where it is and how to fix it, non-zero exit on any
 problem; generated env files, timestamped backups, and apply-after-validate."""
 
 from __future__ import annotations
@@ -105,6 +105,30 @@ def test_process_env_uris_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None
     assert "psycopg2" in problems["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].fix
     assert "epochs must be >= 1" in problems["CT_TRAIN_OVERRIDES"].message
     assert "sekret" not in "\n".join(map(str, problems.values()))
+
+
+def test_settings_variables_are_checked_by_their_own_field() -> None:
+    # the Settings field decides: what get_settings() accepts passes, what it rejects is named with its bounds
+    assert cc.check_process_env({"CT_TRAINING_BACKEND": " Docker ", "CT_RETENTION_THRESHOLD": "0.75"}) == []
+    bad = {"CT_SERVING_PORT": "0", "CT_RETENTION_THRESHOLD": "1.5", "CT_SERVING_BATCHING": "maybe"}
+    problems = {p.where.split()[-1]: p for p in cc.check_process_env(bad)}
+    assert set(problems) == set(bad)
+    assert "CT_SERVING_PORT must lie in [1, 65535], got 0" in problems["CT_SERVING_PORT"].message
+    assert "[0.0, 1.0]" in problems["CT_RETENTION_THRESHOLD"].message
+    assert "Settings.retention_threshold" in problems["CT_RETENTION_THRESHOLD"].fix
+    assert "true or false" in problems["CT_SERVING_BATCHING"].message
+
+
+def test_env_files_are_read_like_dotenv_and_written_back_quoted(tmp_path: Path) -> None:
+    env = tmp_path / "x.env"
+    env.write_text("export A='one two'\nB=\"x # y\"\nC=plain # comment\nD\n")
+    values, lines, problems = cc.parse_env_file(env)
+    assert values == {"A": "one two", "B": "x # y", "C": "plain"} and lines == {"A": 1, "B": 2, "C": 3}
+    assert [p.where for p in problems] == [f"{env}:4"] and "not a KEY=value line" in problems[0].message
+    text = cc.generate_env("A=\nB=change-me\n", {"A": "x # y"})
+    again = tmp_path / "again.env"
+    again.write_text(text)
+    assert cc.parse_env_file(again)[0]["A"] == "x # y" and "change-me" not in text
 
 
 def test_compose_check_names_unset_variables(env_file: Path) -> None:

@@ -1,4 +1,4 @@
-"""The GPU container path of the training seam: what the DockerOperator is built with, and the CLI it runs.
+"""The GPU container path of training: what the DockerOperator is built with, and the CLI it runs.
 
 No Docker engine runs here, so the operator itself cannot run; its arguments are checked instead (image,
 command, GPU device request, mounts, environment without secrets), and the container's command is run
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from include.ops import training_seam
+from include.airflow_glue import docker_training
 from include.ops.settings import get_settings
+from include.ops.training import training_route
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {
@@ -38,24 +39,26 @@ def seam_env(ct_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_backend_and_queue_come_from_configuration(seam_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert training_seam.training_backend() == "inprocess"
-    assert training_seam.training_queue() == "default"
-    assert training_seam.training_executor() is None
+    from pydantic import ValidationError
+
+    settings = get_settings()
+    assert settings.training_backend == "inprocess"
+    assert training_route(settings) == {}, "unset: Airflow's default queue and executor"
     monkeypatch.setenv("CT_TRAINING_BACKEND", " Docker ")
     monkeypatch.setenv("CT_TRAINING_QUEUE", "gpu")
     monkeypatch.setenv("CT_TRAINING_EXECUTOR", "CeleryExecutor")
-    assert training_seam.training_backend() == "docker"
-    assert training_seam.training_queue() == "gpu"
-    assert training_seam.training_executor() == "CeleryExecutor"
+    settings = get_settings()
+    assert settings.training_backend == "docker"
+    assert training_route(settings) == {"queue": "gpu", "executor": "CeleryExecutor"}
     monkeypatch.setenv("CT_TRAINING_BACKEND", "kubernetes")
-    with pytest.raises(ValueError, match="CT_TRAINING_BACKEND must be one of"):
-        training_seam.training_backend()
+    with pytest.raises(ValidationError, match="CT_TRAINING_BACKEND"):
+        get_settings()
 
 
 def test_operator_kwargs_request_every_gpu_and_mount_data_and_state(seam_env: Path) -> None:
     settings = get_settings()
-    kwargs = training_seam.docker_training_operator_kwargs("task_2", {"epochs": 3, "lr": None}, settings)
-    assert kwargs["image"] == training_seam.DEFAULT_IMAGE
+    kwargs = docker_training.docker_training_operator_kwargs("task_2", {"epochs": 3, "lr": None}, settings)
+    assert kwargs["image"] == docker_training.DEFAULT_IMAGE
     assert kwargs["command"] == [
         "python",
         "-m",
@@ -68,16 +71,16 @@ def test_operator_kwargs_request_every_gpu_and_mount_data_and_state(seam_env: Pa
     (request,) = kwargs["device_requests"]
     assert request.count == -1 and request.capabilities == [["gpu"]]
     mounts = {m["Target"]: m for m in kwargs["mounts"]}
-    assert mounts[training_seam.CONTAINER_DATA_DIR]["Source"] == str(settings.data_dir)
-    assert mounts[training_seam.CONTAINER_DATA_DIR]["ReadOnly"] is True
-    assert mounts[training_seam.CONTAINER_VALIDATED_DIR]["Source"] == str(settings.validated_dir)
-    assert mounts[training_seam.CONTAINER_STATE_DIR]["Source"] == str(settings.state_dir)
-    assert mounts[training_seam.CONTAINER_STATE_DIR]["ReadOnly"] is False
-    assert mounts[training_seam.CONTAINER_LOG_DIR]["Source"] == str(settings.log_dir)
+    assert mounts[docker_training.CONTAINER_DATA_DIR]["Source"] == str(settings.data_dir)
+    assert mounts[docker_training.CONTAINER_DATA_DIR]["ReadOnly"] is True
+    assert mounts[docker_training.CONTAINER_VALIDATED_DIR]["Source"] == str(settings.validated_dir)
+    assert mounts[docker_training.CONTAINER_STATE_DIR]["Source"] == str(settings.state_dir)
+    assert mounts[docker_training.CONTAINER_STATE_DIR]["ReadOnly"] is False
+    assert mounts[docker_training.CONTAINER_LOG_DIR]["Source"] == str(settings.log_dir)
     assert all(m["Type"] == "bind" for m in mounts.values())
     env = kwargs["environment"]
-    assert env["CT_STATE_DIR"] == training_seam.CONTAINER_STATE_DIR
-    assert env["CT_DATA_DIR"] == training_seam.CONTAINER_DATA_DIR
+    assert env["CT_STATE_DIR"] == docker_training.CONTAINER_STATE_DIR
+    assert env["CT_DATA_DIR"] == docker_training.CONTAINER_DATA_DIR
     assert kwargs["do_xcom_push"] is True and kwargs["xcom_all"] is False
     assert kwargs["mount_tmp_dir"] is False and kwargs["auto_remove"] == "success"
 
@@ -88,25 +91,25 @@ def test_operator_kwargs_follow_the_docker_knobs(seam_env: Path, monkeypatch: py
     monkeypatch.setenv("CT_DOCKER_GPU_COUNT", "2")
     monkeypatch.setenv("CT_DOCKER_NETWORK", "ct_default")
     monkeypatch.setenv("CT_DOCKER_HOST_STATE_DIR", "/srv/ct/state")
-    kwargs = training_seam.docker_training_operator_kwargs("task_0", "{{ dag_run.conf | tojson }}")
+    kwargs = docker_training.docker_training_operator_kwargs("task_0", "{{ dag_run.conf | tojson }}")
     assert kwargs["image"] == "registry.example/ct/app:1.4.0"
     assert kwargs["docker_url"] == "tcp://gpu-host:2376"
     assert kwargs["device_requests"][0].count == 2
     assert kwargs["network_mode"] == "ct_default"
     assert kwargs["command"][-1] == "{{ dag_run.conf | tojson }}"  # a template is passed through for Jinja
     assert {m["Target"]: m["Source"] for m in kwargs["mounts"]}[
-        training_seam.CONTAINER_STATE_DIR
+        docker_training.CONTAINER_STATE_DIR
     ] == "/srv/ct/state"
     monkeypatch.setenv("CT_DOCKER_GPU_COUNT", "0")
     with pytest.raises(ValueError, match="CT_DOCKER_GPU_COUNT"):
-        training_seam.docker_training_operator_kwargs("task_0")
+        docker_training.docker_training_operator_kwargs("task_0")
 
 
 def test_no_secret_reaches_the_container(seam_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("CT_TRAIN_OVERRIDES", '{"epochs": 2}')
-    kwargs = training_seam.docker_training_operator_kwargs("task_0", {"epochs": 1})
+    kwargs = docker_training.docker_training_operator_kwargs("task_0", {"epochs": 1})
     dumped = json.dumps(kwargs, default=str)
     for value in SECRETS.values():
         assert value not in dumped
@@ -130,11 +133,14 @@ def test_builder_returns_a_templated_docker_operator(seam_env: Path, monkeypatch
     from airflow.providers.docker.operators.docker import DockerOperator
 
     monkeypatch.setenv("CT_TRAINING_QUEUE", "gpu")
-    op = training_seam.build_docker_training_operator(
+    monkeypatch.setenv("CT_TRAINING_EXECUTOR", "LocalExecutor")
+    op = docker_training.build_docker_training_operator(
         "train_in_container", cl_task_id="{{ params.task_id }}", conf={"epochs": 1}, retries=3
     )
     assert isinstance(op, DockerOperator)
     assert op.task_id == "train_in_container" and op.queue == "gpu" and op.retries == 3
+    assert op.executor == "LocalExecutor"
+    assert op._pre_execute_hook is docker_training.refuse_while_locked  # the lock, checked on the worker
     assert op.device_requests[0].capabilities == [["gpu"]]
     assert "command" in op.template_fields
     rendered = op.render_template(op.command, {"params": {"task_id": "task_3"}})
@@ -157,7 +163,7 @@ def test_container_command_learns_a_task_and_prints_the_result(seam_env: Path) -
 
     settings = get_settings()
     write_split_digits(settings.data_dir)
-    kwargs = training_seam.docker_training_operator_kwargs(
+    kwargs = docker_training.docker_training_operator_kwargs(
         "task_0",
         {"epochs": 1, "max_samples_per_task": 32, "finetune_epochs": 1, "task_id": "ignored-dag-key"},
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from include.ops.maintenance import daily, monthly, report, weekly
+from include.ops.maintenance import capacity, daily, docs_audit, report, security, weekly
 from include.ops.maintenance.report import FAIL, NOT_AVAILABLE, PASS, SKIPPED, WARN, CheckResult
 from include.ops.settings import get_settings
 
@@ -20,7 +20,7 @@ def jsonl(path: Path, records: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
-def rec(message: str, level: str = "INFO", logger: str = "model.serving", age_h: float = 0.0) -> dict:
+def rec(message: str, level: str = "INFO", logger: str = "include.serving", age_h: float = 0.0) -> dict:
     ts = (datetime.now(UTC) - timedelta(hours=age_h)).isoformat()
     return {"ts": ts, "level": level, "logger": logger, "component": "app", "message": message}
 
@@ -65,7 +65,7 @@ def test_disk_threshold(tmp_path: Path):
 
 
 def test_app_health_unreachable_fails():
-    from model.serving.server import free_port
+    from include.serving.server import free_port
 
     result = daily.check_app_health(f"http://127.0.0.1:{free_port()}", timeout=2)
     assert result.status == FAIL and "unreachable" in result.summary
@@ -83,7 +83,7 @@ def test_backup_check_without_backups_fails(ct_env: Path):
 
 
 def test_dependency_audit_is_skipped_when_the_service_is_unreachable():
-    from model.serving.server import free_port
+    from include.serving.server import free_port
 
     result = weekly.audit_dependencies(probe_url=f"http://127.0.0.1:{free_port()}/pypi")
     assert result.status == SKIPPED and result.summary.startswith("skipped: service unreachable")
@@ -101,15 +101,15 @@ def test_secret_scan_finds_literals_not_references(tmp_path: Path):
     (tmp_path / "key.json").write_text('{"k": "-----BEGIN RSA PRIVATE KEY-----"}\n')
     (tmp_path / ".venv").mkdir()
     (tmp_path / ".venv" / "x.yml").write_text("password: ignored-in-venv\n")
-    found = {(f["file"], f["line"], f["kind"]) for f in monthly.scan_config_secrets(tmp_path)}
+    found = {(f["file"], f["line"], f["kind"]) for f in security.scan_config_secrets(tmp_path)}
     assert found == {
         ("app.yml", 2, "assigned_secret"),
         ("app.yml", 5, "url_credentials"),
         (".env", 2, "aws_access_key"),
         ("key.json", 1, "private_key"),
     }
-    assert all(f["value"].endswith("***") for f in monthly.scan_config_secrets(tmp_path))
-    assert "hunter22" not in json.dumps(monthly.scan_config_secrets(tmp_path))
+    assert all(f["value"].endswith("***") for f in security.scan_config_secrets(tmp_path))
+    assert "hunter22" not in json.dumps(security.scan_config_secrets(tmp_path))
 
 
 def test_permissions_flag_world_and_group_writable(tmp_path: Path):
@@ -119,7 +119,7 @@ def test_permissions_flag_world_and_group_writable(tmp_path: Path):
     (ckpt / "b.pt").write_bytes(b"y")
     os.chmod(ckpt / "a.pt", 0o666)  # noqa: S103 (the finding under test)
     os.chmod(ckpt / "b.pt", 0o660)
-    perms = monthly.check_permissions([ckpt, tmp_path / "backups"])
+    perms = security.check_permissions([ckpt, tmp_path / "backups"])
     assert [Path(p.split(" ")[0]).name for p in perms["world_writable"]] == ["a.pt"]
     assert [Path(p.split(" ")[0]).name for p in perms["group_writable"]] == ["b.pt"]
     assert perms["folders"][str(tmp_path / "backups")] == "missing"
@@ -131,7 +131,7 @@ def test_growth_and_days_until_full(tmp_path: Path):
         path = tmp_path / f"f{i}"
         path.write_bytes(b"x" * 1000)
         os.utime(path, (now - age_days * 86400, now - age_days * 86400))
-    g = monthly.growth(tmp_path, window_days=30, now=now)
+    g = capacity.growth(tmp_path, window_days=30, now=now)
     assert g["bytes"] == 3000 and g["files"] == 3
     assert g["bytes_per_day"] == pytest.approx(2000 / 30)
 
@@ -142,7 +142,7 @@ def test_documentation_check_lists_what_is_missing(tmp_path: Path):
         "# X\n\n## Runbook map\n\n| Health | `make health`, `GET /health/all` |\n| Daily | maintenance_daily |\n"
         "\n## Elsewhere\n\nmaintenance_weekly `/health` make serve\n"
     )
-    result = monthly.documentation_check(
+    result = docs_audit.documentation_check(
         readme,
         ["maintenance_daily", "maintenance_weekly"],
         ["health", "serve"],
@@ -153,15 +153,31 @@ def test_documentation_check_lists_what_is_missing(tmp_path: Path):
         "dags": ["maintenance_weekly"], "make_targets": ["serve"], "endpoints": ["GET /health"]
     }  # fmt: skip
     readme.write_text("# X\n")
-    assert "no 'Runbook map' section" in monthly.documentation_check(readme, [], [], []).summary
+    assert "no 'Runbook map' section" in docs_audit.documentation_check(readme, [], [], []).summary
 
 
 def test_dag_ids_and_make_targets_are_discovered():
     root = Path(__file__).resolve().parents[2]
     assert {"maintenance_daily", "maintenance_weekly", "maintenance_monthly"} <= set(
-        monthly.dag_ids(root / "dags")
+        docs_audit.dag_ids(root / "dags")
     )
-    assert {"serve", "health", "promtool-test", "test"} <= set(monthly.make_targets(root))
+    assert {"serve", "health", "promtool-test", "test"} <= set(docs_audit.make_targets(root))
+
+
+def test_the_endpoint_audit_reads_the_route_table_not_the_app():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from include.ops.maintenance import monthly; e = monthly.app_endpoints(); "
+        "print(len(e), 'POST /predict' in e, 'PUT /api/config/model' in e, "
+        "any(m.startswith('include.serving') for m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    count, predict, put, serving_loaded = out.stdout.split()
+    assert int(count) >= 17 and predict == put == "True"
+    assert serving_loaded == "False"  # ops never imports the serving app
 
 
 def test_report_status_rules_and_files(tmp_path: Path):
@@ -187,3 +203,22 @@ def test_report_status_rules_and_files(tmp_path: Path):
     assert "| boom | ❌ fail |" in md.read_text()
     payload = report.alert_payload(rep, md)
     assert payload["text"].startswith("maintenance_daily FAIL") and "boom" in payload["text"]
+
+
+def test_performance_trends_judge_retention_by_the_settings_threshold(
+    ct_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    from tests.plugins.mlflow_seed import seed_store
+
+    monkeypatch.delenv("PROMETHEUS_URL", raising=False)
+    settings = get_settings()
+    settings.var_dir.joinpath("mlflow").mkdir(parents=True, exist_ok=True)
+    seed_store(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.registered_model)
+    default = weekly.performance_trends(settings, tmp_path / "default.png")
+    assert default.details["summary"]["runs"] == 3
+    last = default.details["summary"]["mean_retention_last"]
+    assert last is not None and "latest mean retention" not in default.summary
+    monkeypatch.setenv("CT_RETENTION_THRESHOLD", "0.9")
+    strict = weekly.performance_trends(get_settings(), tmp_path / "strict.png")
+    assert strict.status == WARN and f"latest mean retention {last:.3f} < 0.9" in strict.summary
+    assert (tmp_path / "strict.png").read_bytes()[:4] == b"\x89PNG"

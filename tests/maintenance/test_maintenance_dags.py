@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from serving_support import checkpoints, install_state, learned_once, register_champion
 
 from tests.dag_helpers import load_dag, state_name
+from tests.serving.serving_support import checkpoints, install_state, learned_once, register_champion
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def training_runs(var: Path, days_ago: float = 1.0) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, airflow_db: Path, webhook) -> World:
     from include.ops.backup import create_backup
-    from model.serving.server import ServerProcess, free_port
+    from include.serving.server import ServerProcess, free_port
 
     root = tmp_path_factory.mktemp("maintenance")
     var = root / "var"
@@ -255,7 +255,7 @@ def test_monthly_audits_plans_reviews_and_lists_undocumented_items(world: World,
 def test_make_health_is_the_runbook_health_check(world: World):
     import subprocess
 
-    from model.serving.server import free_port
+    from include.serving.server import free_port
 
     ok = subprocess.run(["make", "-s", "health", f"APP_URL={world.app_url}"], cwd=ROOT, capture_output=True,
                         text=True, timeout=120)  # fmt: skip

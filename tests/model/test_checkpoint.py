@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.fsio import sha256_file
 
 
 def test_round_trip_with_sidecar(tmp_path: Path):

@@ -11,12 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import sha256_file
+from model.fsio import sha256_file
 from model.learner import ContinualLearner
 from model.training import LossDivergedError
 from tests.model.conftest import tiny
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _weights(learner: ContinualLearner) -> dict[str, torch.Tensor]:
@@ -62,13 +60,19 @@ def test_divergence_stops_the_task_and_keeps_the_last_good_checkpoint(
 
 
 def test_task_incremental_scores_at_least_class_incremental(manifest: Path, tmp_path: Path):
+    """Also: a checkpoint re-measured later (backup, restore drill) under its own scenario gives training's numbers."""
+    from include.ops.backup.evaluate import task_accuracies
+
     results = {}
     for scenario in ("class_incremental", "task_incremental"):
         learner = ContinualLearner(
             manifest, tmp_path / scenario, train_cfg=tiny(strategy="naive", scenario=scenario)
         )
         learner.learn_task("task_0")
-        results[scenario] = learner.learn_task("task_1").accuracies["task_0"]
+        result = learner.learn_task("task_1")
+        results[scenario] = result.accuracies["task_0"]
+        measured = task_accuracies(Path(result.checkpoint_path), manifest)
+        assert {t: measured[t] for t in result.task_ids} == result.accuracies, scenario
     assert results["task_incremental"] >= results["class_incremental"]
 
 
@@ -83,7 +87,6 @@ def test_learned_or_unknown_task_is_refused(manifest: Path, tmp_path: Path):
 
 KILL_SCRIPT = """
 import os, signal, sys
-sys.path.insert(0, {root!r})
 from model.learner import ContinualLearner
 from model.config import TrainConfig
 cfg = TrainConfig(**{cfg!r})
@@ -99,7 +102,7 @@ learner.learn_task("task_1", on_epoch_end=die)
 def test_killed_mid_task_resumes_from_last_completed_task(manifest: Path, tmp_path: Path):
     cfg = {"epochs": 2, "max_samples_per_task": 96, "finetune_epochs": 1, "strategy": "replay"}
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    code = KILL_SCRIPT.format(root=str(ROOT), cfg=cfg, manifest=str(manifest), state=str(killed))
+    code = KILL_SCRIPT.format(cfg=cfg, manifest=str(manifest), state=str(killed))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert "TASK0_DONE" in proc.stdout

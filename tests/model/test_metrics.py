@@ -1,11 +1,16 @@
-"""Continual-learning metrics against a matrix computed by hand."""
+"""Continual-learning metrics against a matrix computed by hand; the one scenario-aware accuracy evaluation."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
+from model.config import ModelConfig
 from model.metrics import (
     AccuracyMatrix,
+    EvalSet,
+    accuracy,
+    allowed_classes,
     average_accuracy,
     backward_transfer,
     chance_corrected_retention,
@@ -14,7 +19,9 @@ from model.metrics import (
     mean_over_earlier,
     retention,
     summarize,
+    task_accuracies,
 )
+from model.network import TinyTransformer
 
 R = [
     [0.90, None, None],
@@ -59,3 +66,37 @@ def test_accuracy_matrix_grows_one_row_per_task():
     assert m.result() == [[0.9, None], [0.6, 0.8]]
     with pytest.raises(ValueError):
         retention([[0.9, None]])
+
+
+def _always_two() -> TinyTransformer:
+    """A head that always says 2, with 1 as its second choice."""
+    model = TinyTransformer(ModelConfig())
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        model.head.bias[2] = 5.0
+        model.head.bias[1] = 1.0
+    return model
+
+
+def test_evaluation_masks_to_allowed_classes():
+    """Wrong class-incrementally, right when only the task's classes count."""
+    model = _always_two()
+    x, y = torch.rand(10, 64), torch.ones(10, dtype=torch.long)
+    assert accuracy(model, x, y, list(range(10)), "cpu") == 0.0
+    assert accuracy(model, x, y, [0, 1], "cpu") == 1.0
+
+
+def test_task_accuracies_follow_the_scenario():
+    model = _always_two()
+    tasks = [
+        EvalSet("task_0", (0, 1), torch.rand(8, 64), torch.ones(8, dtype=torch.long)),
+        EvalSet("task_1", (2, 3), torch.rand(4, 64), torch.full((4,), 3, dtype=torch.long)),
+    ]
+    assert task_accuracies(model, tasks, "class_incremental") == {"task_0": 0.0, "task_1": 0.0}
+    assert task_accuracies(model, tasks, "task_incremental") == {"task_0": 1.0, "task_1": 0.0}
+    # class-incrementally the argmax ranges over the classes the checkpoint has seen, not the tasks passed
+    assert task_accuracies(model, tasks[:1], "class_incremental", classes_seen=[0, 1]) == {"task_0": 1.0}
+    assert allowed_classes((3, 2), {0, 1, 2, 3}, "task_incremental") == [2, 3]
+    with pytest.raises(ValueError, match="unknown scenario"):
+        allowed_classes((0,), {0}, "domain_incremental")

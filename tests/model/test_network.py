@@ -18,8 +18,14 @@ def test_size_and_shapes():
 
 
 def test_capacity_is_fixed_by_config_not_by_tasks():
-    small = TinyTransformer(ModelConfig(num_classes=10, max_tasks=5)).num_parameters()
-    assert TinyTransformer(ModelConfig(num_classes=10, max_tasks=5)).num_parameters() == small
+    cfg = ModelConfig()
+    base = TinyTransformer(cfg).num_parameters()
+    # the task budget sizes nothing: one head over every class, no per-task parameters
+    assert TinyTransformer(ModelConfig(max_tasks=1)).num_parameters() == base
+    assert TinyTransformer(ModelConfig(max_tasks=50)).num_parameters() == base
+    # the class budget does, by exactly one head row (weights + bias) per class
+    grown = TinyTransformer(ModelConfig(num_classes=cfg.num_classes + 10)).num_parameters()
+    assert grown - base == 10 * (cfg.feature_dim + 1)
 
 
 @pytest.mark.parametrize("kwargs", [{"patch_size": 3}, {"d_model": 30, "n_heads": 4}, {"num_classes": 0}])

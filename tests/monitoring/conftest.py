@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from monitoring_support import Process, binary
+
+from tests.monitoring.monitoring_support import Process, binary
 
 
 @pytest.fixture(scope="module")
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Pushgateway on a free 127.0.0.1 port; yields its URL."""
-    from model.serving.server import free_port
+    from include.serving.server import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

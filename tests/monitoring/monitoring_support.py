@@ -6,14 +6,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "include" / "monitoring"
-sys.path.insert(0, str(ROOT / "tests" / "serving"))  # serving_support: learned state, champion registry
 
 
 def binary(name: str) -> str:

@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from monitoring_support import MONITORING, binary
+
+from tests.monitoring.monitoring_support import MONITORING, binary
 
 RULES = MONITORING / "alerts" / "continual_transformer.rules.yml"
 RULE_TESTS = MONITORING / "alerts" / "continual_transformer.rules.test.yml"

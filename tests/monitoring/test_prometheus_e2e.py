@@ -11,10 +11,10 @@ import urllib.request
 
 import pytest
 import yaml
-from monitoring_support import MONITORING, Process, binary
-from serving_support import install_state, learned_once
 
 from include.ops import metrics
+from tests.monitoring.monitoring_support import MONITORING, Process, binary
+from tests.serving.serving_support import install_state, learned_once
 
 RUNBOOK_LOSS = "avg_over_time(continual_transformer_training_loss[5m])"
 RUNBOOK_GPU = (
@@ -51,9 +51,9 @@ def wait_for(prom: str, expr: str, series: int = 1, timeout: float = 45.0) -> li
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, pushgateway: str):
     """Live app (uvicorn thread) + Pushgateway + Prometheus with the project's scrape config and rules."""
-    from model.serving.app import create_app
-    from model.serving.server import BackgroundServer, free_port
-    from model.serving.settings import ServingSettings
+    from include.ops.settings import ServingSettings
+    from include.serving.app import create_app
+    from include.serving.server import BackgroundServer, free_port
 
     root = tmp_path_factory.mktemp("stack")
     var = root / "var"
@@ -178,7 +178,7 @@ def test_pushes_keep_the_last_success_and_never_raise(pushgateway: str, monkeypa
     assert abs(names["continual_transformer_job_last_success_timestamp_seconds"] - time.time()) < 120
     assert "continual_transformer_job_last_failure_timestamp_seconds" in names
 
-    from model.serving.server import free_port
+    from include.serving.server import free_port
 
     monkeypatch.setenv("PUSHGATEWAY_URL", f"http://127.0.0.1:{free_port()}")
     with caplog.at_level(logging.WARNING, logger="include.ops.metrics"):

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from include.ops import cl_state
+from include.ops import cl_state, tracking
+from include.ops.settings import RETENTION_THRESHOLD
 from tests.plugins.mlflow_seed import EXPERIMENT, MATRIX, MODEL, TASK_IDS
 
 UI = "http://mlflow.example:5000"
@@ -21,7 +22,7 @@ def test_empty_store_gives_empty_state(tracking_uri: str) -> None:
     assert state["acc_matrix"] is None
     assert state["retention"] == []
     assert state["champion"] is None and state["challenger"] is None
-    assert set(state) == set(cl_state.empty_state(EXPERIMENT, MODEL, tracking_uri, 0.8))
+    assert set(state) == set(cl_state.empty_state(EXPERIMENT, MODEL, tracking_uri, RETENTION_THRESHOLD))
     json.dumps(state)
 
 
@@ -109,3 +110,36 @@ def test_a_missing_sqlite_store_is_empty_and_not_created(tmp_path: Path) -> None
     assert cl_state.continual_state(uri, EXPERIMENT, MODEL)["tasks_learned"] == 0
     assert cl_state.learning_history(uri, EXPERIMENT, MODEL) == []
     assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("nan", None), (float("inf"), None), ("abc", None), ([1], None), ("0.5", 0.5), (1, 1.0)],
+)
+def test_finite_turns_metric_values_into_json_safe_floats(value: Any, expected: float | None) -> None:
+    assert tracking.finite(value) == expected
+
+
+def test_read_only_client_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    monkeypatch.setattr(mlflow, "set_tracking_uri", lambda uri: pytest.fail(f"set_tracking_uri({uri})"))
+    missing = f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tracking.mlflow_client(missing, read_only=True)
+    assert not (tmp_path / "nowhere").exists()
+    (tmp_path / "store").mkdir()
+    existing = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store" / "mlflow.db").touch()
+    client = tracking.mlflow_client(existing, read_only=True)
+    assert client.tracking_uri == existing and client._registry_uri == existing
+
+
+def test_threshold_defaults_to_the_settings(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cl_state.continual_state(seeded["tracking_uri"], EXPERIMENT, MODEL)["retention_threshold"] == (
+        RETENTION_THRESHOLD
+    )
+    monkeypatch.setenv("CT_RETENTION_THRESHOLD", "0.5")
+    state = cl_state.continual_state(seeded["tracking_uri"], EXPERIMENT, MODEL)
+    assert state["retention_threshold"] == 0.5 and state["below_threshold"] == []
+    assert cl_state.state_from_settings()["retention_threshold"] == 0.5

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from include.ops import cl_state
+from include.ops.settings import RETENTION_THRESHOLD
 from tests.plugins.mlflow_seed import EXPERIMENT, MODEL
 
 UI = "http://mlflow.example:5000"
@@ -107,7 +108,7 @@ def test_mlflow_failure_is_a_503_with_the_reason(plugin_module: Any) -> None:
 
 
 def test_user_text_is_escaped(plugin_module: Any) -> None:
-    state = cl_state.empty_state("<script>x</script>", MODEL, "sqlite://", 0.8)
+    state = cl_state.empty_state("<script>x</script>", MODEL, "sqlite://", RETENTION_THRESHOLD)
     state["acc_matrix"] = {"task_ids": ["<b>t</b>"], "matrix": [[0.5]]}
     state["retention"] = [{"task_id": "<i>t</i>", "retention": 0.5, "passed": False}]
     html = plugin_module.render_page(state)

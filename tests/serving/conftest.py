@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving_support import TOKEN, install_state, learned_once, serving_client
+
+from tests.serving.serving_support import TOKEN, install_state, learned_once, serving_client
 
 
 @pytest.fixture(scope="session")

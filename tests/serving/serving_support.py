@@ -48,8 +48,8 @@ def serving_client(**overrides: object) -> Iterator:
     100% unless overridden, so the shared CPU's load never degrades it."""
     from fastapi.testclient import TestClient
 
-    from model.serving.app import create_app
-    from model.serving.settings import ServingSettings
+    from include.ops.settings import ServingSettings
+    from include.serving.app import create_app
 
     settings = ServingSettings(
         **{"api_token": TOKEN, "degraded_pct": 100.0, "unhealthy_pct": 100.0, **overrides}

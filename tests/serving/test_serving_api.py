@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_support import serving_client
+
+from tests.serving.serving_support import serving_client
 
 MUTATING = [
     ("post", "/api/config/batch_size", {"value": 16}),
@@ -110,6 +111,24 @@ def test_mutating_endpoints_need_the_bearer_token(client, method, path, body):
     assert basic.status_code == 401
 
 
+def test_the_app_serves_exactly_its_route_table(ct_env: Path):
+    """Method, path and token guard of every route come from ``include.ops.serving_routes``, which the monthly
+    documentation check reads instead of the app."""
+    from include.ops.serving_routes import ROUTES, endpoints
+    from include.serving.app import create_app
+    from include.serving.auth import require_token
+
+    served = {
+        (method, route.path, any(d.call is require_token for d in route.dependant.dependencies))
+        for route in create_app().routes
+        if hasattr(route, "dependant")  # API routes; the docs routes are Starlette ones
+        for method in route.methods
+    }
+    assert served == {(r.method, r.path, r.auth) for r in ROUTES}
+    assert {(m.upper(), p) for m, p, _ in MUTATING} == {(r.method, r.path) for r in ROUTES if r.auth}
+    assert len(endpoints()) == len(ROUTES) == len(set(endpoints()))
+
+
 def test_mutating_endpoints_are_closed_without_a_configured_token(serving_env: Path):
     with serving_client(api_token=None) as client:
         resp = client.post("/api/config/batch_size", json={"value": 8}, headers={"Authorization": "Bearer x"})
@@ -117,8 +136,8 @@ def test_mutating_endpoints_are_closed_without_a_configured_token(serving_env: P
 
 
 def test_config_overrides_persist_and_feed_the_next_training_run(client, auth, serving_env: Path):
+    from include.ops.run_settings import resolve_train_config
     from include.ops.runtime_config import load_train_overrides
-    from include.ops.training import resolve_train_config
 
     assert client.post("/api/config/batch_size", json={"value": 16}, headers=auth).json()["overrides"] == {
         "batch_size": 16
@@ -210,7 +229,7 @@ def _training_runs(var: Path) -> None:
 def test_jobs_recent_and_training_history(client, serving_env: Path):
     import shutil
 
-    from serving_support import empty_mlflow_db
+    from tests.serving.serving_support import empty_mlflow_db
 
     shutil.copyfile(empty_mlflow_db(), serving_env / "mlflow" / "mlflow.db")
     _training_runs(serving_env)

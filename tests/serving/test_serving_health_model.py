@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from serving_support import TOKEN, checkpoints, register_champion, serving_client
+
+from tests.serving.serving_support import TOKEN, checkpoints, register_champion, serving_client
 
 
 def test_liveness(client):
@@ -127,8 +128,8 @@ def test_reload_switches_to_the_champion_and_keeps_serving_on_failure(client, se
 def test_tensorrt_is_off_by_default_and_when_asked_for_here_says_what_is_missing(serving_env: Path):
     """TensorRT is optional: never used unless CT_SERVING_TENSORRT is set; on a host without CUDA or
     torch-tensorrt the model is not served and /health/model names the missing piece."""
+    from include.ops.settings import ServingSettings
     from model.inference import optimize_for_tensorrt
-    from model.serving.settings import ServingSettings
 
     assert ServingSettings().tensorrt is False
     with serving_client() as client:

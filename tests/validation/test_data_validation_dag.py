@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.integration
 def test_good_file_emits_event_bad_file_is_quarantined(val_env, airflow_db, split_digits):
-    from include.ops.validation.fsutil import sha256_file
+    from model.fsio import sha256_file
 
     settings = val_env
     good = land(settings, "task_0.csv", task_text(split_digits, 0))

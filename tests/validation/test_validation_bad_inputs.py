@@ -109,7 +109,7 @@ def _assert_rejected(
     settings, result, landed: Path, original: bytes, check: str, stage: str, before: dict
 ) -> dict:
     """The common contract of a rejection; returns the report."""
-    from include.ops.validation.fsutil import sha256_file
+    from model.fsio import sha256_file
 
     assert result.status == "rejected", result
     assert result.stage == stage

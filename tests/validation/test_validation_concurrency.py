@@ -49,7 +49,7 @@ def test_parallel_threads_with_data_docs(val_env, split_digits, monkeypatch):
 
 def _validate_zone(queue) -> None:
     """Child process body: validate the whole landing zone, report (name, status) pairs."""
-    from include.ops.validation.pipeline import validate_landing_zone
+    from include.ops.validation.zone import validate_landing_zone
 
     try:
         queue.put([(r.name, r.status, r.reason) for r in validate_landing_zone()])
@@ -61,7 +61,7 @@ def test_two_processes_on_one_landing_zone(val_env, split_digits):
     """Two forked processes (modules already imported, so cheap) race over the same two landed files."""
     import multiprocessing
 
-    from include.ops.validation.pipeline import validate_landing_zone
+    from include.ops.validation.zone import validate_landing_zone
 
     settings = val_env
     before = _tree_digest(GX_PROJECT)

@@ -69,8 +69,9 @@ def _keys(client, prefix: str) -> list[str]:
 
 @pytest.mark.integration
 def test_s3_landing_validates_and_quarantines(val_env, s3_landing, split_digits):
-    from include.ops.validation.landing import S3Landing, get_landing
-    from include.ops.validation.pipeline import staging_dir, validate_landing_zone
+    from include.airflow_glue.landing_s3 import get_landing
+    from include.ops.validation.landing import S3Landing
+    from include.ops.validation.zone import staging_dir, validate_landing_zone
 
     client, settings = s3_landing, val_env
     good = task_text(split_digits, 0).encode()
@@ -83,9 +84,10 @@ def test_s3_landing_validates_and_quarantines(val_env, s3_landing, split_digits)
     client.put_object(
         Bucket=BUCKET, Key="landing/nested/task_2.csv", Body=task_text(split_digits, 2).encode()
     )
-    assert isinstance(get_landing(), S3Landing)
+    landing = get_landing()
+    assert isinstance(landing, S3Landing)
 
-    results = {r.name: r for r in validate_landing_zone()}
+    results = {r.name: r for r in validate_landing_zone(landing=landing)}
 
     assert {n: r.status for n, r in results.items()} == {
         "task_0.csv": "validated",
@@ -108,5 +110,5 @@ def test_s3_landing_validates_and_quarantines(val_env, s3_landing, split_digits)
     staged = [p.name for p in staging_dir(settings).iterdir()]
     assert staged == ["manifest.json"], "staged copies of batches are removed; the manifest copy is reused"
 
-    again = validate_landing_zone()
+    again = validate_landing_zone(landing=get_landing())
     assert [(r.name, r.status) for r in again] == [("task_0.csv", "skipped")]

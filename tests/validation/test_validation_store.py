@@ -13,9 +13,9 @@ from .helpers import land, store_snapshot, task_text
 
 
 def test_real_tasks_pass_and_are_stored_once(val_env, split_digits):
-    from include.ops.validation.fsutil import sha256_file
     from include.ops.validation.landing import land_task_stream
-    from include.ops.validation.pipeline import validate_landing_zone
+    from include.ops.validation.zone import validate_landing_zone
+    from model.fsio import sha256_file
 
     settings = val_env
     landed = land_task_stream(split_digits, settings.landing_dir)

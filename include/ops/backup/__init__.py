@@ -7,7 +7,8 @@ Public API, used by the backup/recovery DAGs, the maintenance DAGs and ``python 
 - ``cleanup_checkpoints`` (keep-N, aliases and the latest backup protected), ``cleanup_backups`` (GFS),
   ``cleanup_logs``
 - ``restore_backup``, ``validate_restore``, ``dr_drill``
-- ``s3_store_from_connection`` (S3 through the ``s3_backup`` Airflow connection)
+- ``S3Store`` (any boto3 client; the Airflow ``s3_backup`` connection's is ``include.airflow_glue.s3``)
+- ``plan_recovery`` & co. (``recovery.py``): the steps of the ``disaster_recovery`` DAG
 """
 
 from include.ops.backup.catalog import (
@@ -20,14 +21,7 @@ from include.ops.backup.catalog import (
     verify_backup,
 )
 from include.ops.backup.cleanup import CleanupReport, cleanup_backups, cleanup_checkpoints, cleanup_logs
-from include.ops.backup.create import (
-    BackupResult,
-    allocate_backup_id,
-    commit_backup,
-    create_backup,
-    snapshot_backup,
-    upload_backup,
-)
+from include.ops.backup.create import BackupResult, commit_backup, create_backup, upload_backup
 from include.ops.backup.drill import DrillFailed, DrillReport, dr_drill
 from include.ops.backup.layout import (
     BACKUP_ID_PATTERN,
@@ -40,16 +34,16 @@ from include.ops.backup.layout import (
     UnsafePathError,
     validate_backup_id,
 )
-from include.ops.backup.restore import (
-    RestoreResult,
-    RestoreTarget,
+from include.ops.backup.restore import RestoreResult, restore_backup
+from include.ops.backup.s3 import RemoteUnavailable, S3Store
+from include.ops.backup.snapshot import allocate_backup_id, snapshot_backup
+from include.ops.backup.target import RestoreTarget
+from include.ops.backup.validate import (
     RestoreValidationError,
     ValidationReport,
     check_restored_health,
-    restore_backup,
     validate_restore,
 )
-from include.ops.backup.s3 import RemoteUnavailable, S3Store, s3_store_from_connection
 
 __all__ = [
     "BACKUP_ID_PATTERN",
@@ -85,7 +79,6 @@ __all__ = [
     "load_manifest",
     "resolve_backup_id",
     "restore_backup",
-    "s3_store_from_connection",
     "snapshot_backup",
     "upload_backup",
     "validate_backup_id",

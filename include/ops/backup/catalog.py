@@ -28,12 +28,11 @@ from include.ops.backup.layout import (
     backup_time,
     read_manifest,
     resolve_inside,
-    sha256_file,
     validate_backup_id,
 )
 from include.ops.backup.s3 import S3Store
 from include.ops.settings import Settings, get_settings
-from model.fsio import atomic_write_bytes
+from model.fsio import atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +188,7 @@ def _verify_local(root: Path, manifest: Manifest, progress: ProgressFn | None) -
             problems.append(f"{entry.path}: missing")
             tracker.advance(0)
             continue
-        size, digest = sha256_file(path)
+        size, digest = path.stat().st_size, sha256_file(path)
         if size != entry.size:
             problems.append(f"{entry.path}: size {size} != recorded {entry.size}")
         elif digest != entry.sha256:

@@ -25,10 +25,11 @@ from include.ops.backup.catalog import (
     list_backups,
     load_manifest,
 )
-from include.ops.backup.layout import MANIFEST_NAME, BackupError, backup_path, sha256_file
+from include.ops.backup.layout import MANIFEST_NAME, BackupError, backup_path
 from include.ops.backup.s3 import S3Store
 from include.ops.lock import assert_not_locked
 from include.ops.settings import Settings, get_settings
+from model.fsio import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def cleanup_checkpoints(
         reasons = []
         if rank < keep:
             reasons.append(f"newest {keep}")
-        sha = _sidecar_sha(path) or sha256_file(path)[1]
+        sha = _sidecar_sha(path) or sha256_file(path)
         reasons += protected.get(path.name, []) + protected.get(sha, [])
         if reasons:
             report.kept[path.name] = sorted(set(reasons))

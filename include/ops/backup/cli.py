@@ -1,4 +1,7 @@
-"""Command line for the runbook's backup scripts: ``python -m include.ops.backup.cli <command>``.
+"""Command line for the runbook's backup scripts: ``python -m include.airflow_glue.backup_cli <command>``.
+
+The same commands run Airflow-free as ``python -m include.ops.backup.cli`` (local backups only: S3 comes
+from the Airflow ``s3_backup`` connection, which the glue entry point passes in as a store factory).
 
 backup    backup_models.sh + backup_database.sh: checkpoints, MLflow store + artifacts, config, manifest
 verify    re-read a backup and check every checksum
@@ -22,6 +25,7 @@ import time
 from typing import Any, TextIO
 
 from include.ops.backup.layout import BACKUP_ID_RE, BackupError
+from include.ops.backup.s3 import S3Store, StoreFactory
 from include.ops.lock import MaintenanceLocked
 
 log = logging.getLogger("include.ops.backup.cli")
@@ -64,15 +68,16 @@ def _backup_id_arg(value: str) -> str:
     return value
 
 
-def _store(remote: str):
+def _store(args: argparse.Namespace, remote: str) -> S3Store | None:
     """The S3 store for ``--remote``/``--source``: ``off`` -> None, ``auto`` -> if configured, ``required``."""
     if remote == "off":
         return None
-    from include.ops.backup.s3 import s3_store_from_connection
-
-    store = s3_store_from_connection()
+    store = args.store_factory() if args.store_factory is not None else None
     if store is None and remote == "required":
-        raise BackupError("S3 required but no s3_backup connection is configured (AIRFLOW_CONN_S3_BACKUP)")
+        raise BackupError(
+            "S3 required but no s3_backup connection is configured (AIRFLOW_CONN_S3_BACKUP; "
+            "run through `python -m include.airflow_glue.backup_cli`, as `make` does)"
+        )
     return store
 
 
@@ -88,7 +93,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from include.ops.backup.catalog import verify_backup
     from include.ops.backup.create import create_backup
 
-    store = _store(args.remote)
+    store = _store(args, args.remote)
     progress = TerminalProgress()
     result = create_backup(backup_id=args.backup_id, store=store, progress=progress)
     verified = []
@@ -120,7 +125,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Verify a backup's checksums."""
     from include.ops.backup.catalog import verify_backup
 
-    store = _store("required") if args.source == "s3" else None
+    store = _store(args, "required") if args.source == "s3" else None
     report = verify_backup(
         args.backup_id, args.source, store=store, progress=TerminalProgress(), raise_on_error=False
     )
@@ -136,7 +141,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """List backups."""
     from include.ops.backup.catalog import list_backups
 
-    store = _store("required") if args.source == "s3" else None
+    store = _store(args, "required") if args.source == "s3" else None
     infos = list_backups(source=args.source, store=store)
     lines = [
         f"{i.backup_id}  {'complete  ' if i.complete else 'INCOMPLETE'}  {i.files:5d} files {i.bytes / 1e6:8.1f} MB"
@@ -151,7 +156,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     """Restore a backup into the live locations."""
     from include.ops.backup.restore import restore_backup
 
-    store = _store("required") if args.source == "s3" else None
+    store = _store(args, "required") if args.source == "s3" else None
     result = restore_backup(
         args.backup_id, args.source, store=store, dry_run=args.dry_run, progress=TerminalProgress()
     )
@@ -176,13 +181,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate the live (restored) state against its backup."""
-    from include.ops.backup.restore import validate_restore
+    from include.ops.backup.validate import validate_restore
 
     report = validate_restore(
         args.backup_id,
         args.source,
         raise_on_error=False,
-        store=_store("required") if args.source == "s3" else None,
+        store=_store(args, "required") if args.source == "s3" else None,
     )
     lines = [f"validation against backup {report.backup_id}: {'PASSED' if report.ok else 'FAILED'}"]
     lines.append(f"  {report.checked_files} state files compared, champion {report.champion}")
@@ -199,7 +204,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     """Run a DR drill into a scratch folder."""
     from include.ops.backup.drill import DrillFailed, dr_drill
 
-    store = _store("required") if args.source == "s3" else None
+    store = _store(args, "required") if args.source == "s3" else None
     try:
         report = dr_drill(
             args.backup_id,
@@ -229,7 +234,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         reports.append(cleanup_checkpoints(args.keep, dry_run=args.dry_run))
     if "backups" in what:
         reports.append(cleanup_backups(args.daily, args.weekly, args.monthly, dry_run=args.dry_run))
-        store = _store(args.remote)
+        store = _store(args, args.remote)
         if store is not None:
             reports.append(
                 cleanup_backups(
@@ -329,9 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit status."""
+def main(argv: list[str] | None = None, store_factory: StoreFactory | None = None) -> int:
+    """Run one command; returns the exit status. ``store_factory`` makes the S3 store (None: local only)."""
     args = build_parser().parse_args(argv)
+    args.store_factory = store_factory
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # importing Airflow (for the s3_backup connection) turns INFO logging on: the progress display suffices

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from include.ops.config_check.envfile import format_line, parse_env_text
 from include.ops.settings import PROJECT_ROOT, Settings
 from model.fsio import atomic_write_bytes
 
@@ -37,7 +38,6 @@ CONFIG_PREFIXES = (
     "PUSHGATEWAY_",
 )
 CONFIG_NAMES = ("AIRFLOW_HOME", "ENVIRONMENT", "LOG_LEVEL", "ENABLE_METRICS", "GX_ANALYTICS_ENABLED")
-_LINE_RE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
 def env_file_path() -> Path:
@@ -67,34 +67,30 @@ def split_secrets(values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]
 
 
 def parse_env_file(text: str, where: str) -> dict[str, str]:
-    """Parse ``KEY=VALUE`` lines (``export``, comments, single/double quotes); ValueError naming the line."""
-    out: dict[str, str] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _LINE_RE.match(line)
-        if not match:
-            raise ValueError(f"{where}:{lineno}: not a KEY=VALUE line")
-        key, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        out[key] = value
-    return out
-
-
-def _quote(value: str) -> str:
-    if value and re.fullmatch(r"[A-Za-z0-9_./:@%+,=-]*", value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """The values of an env file's ``text`` (python-dotenv rules); ValueError naming the first bad line."""
+    values, _, problems = parse_env_text(text, where)
+    if problems:
+        raise ValueError(f"{problems[0].where}: {problems[0].message}")
+    return values
 
 
 def render_env_file(values: Mapping[str, str], comments: list[str] | None = None) -> str:
-    """Render ``KEY=VALUE`` lines (sorted), preceded by ``# comment`` lines."""
+    """Render ``KEY=VALUE`` lines (sorted, quoted where needed), preceded by ``# comment`` lines."""
     lines = [f"# {c}" for c in comments or []]
-    lines += [f"{k}={_quote(v)}" for k, v in sorted(values.items())]
+    lines += [format_line(k, v) for k, v in sorted(values.items())]
     return "\n".join(lines) + "\n"
+
+
+def _redact_settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as strings (nested ones as dicts), any value holding URL credentials redacted."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out[key] = _redact_settings(value)
+            continue
+        text = str(value)
+        out[key] = "<redacted: holds credentials>" if _has_url_credentials(text) else text
+    return out
 
 
 def capture_config(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -107,10 +103,7 @@ def capture_config(settings: Settings, environ: Mapping[str, str] | None = None)
     file_secrets: list[str] = []
     if path.is_file():
         file_plain, file_secrets = split_secrets(parse_env_file(path.read_text(), str(path)))
-    resolved: dict[str, Any] = {}
-    for key, value in asdict(settings).items():
-        value = str(value)
-        resolved[key] = "<redacted: holds credentials>" if _has_url_credentials(value) else value
+    resolved = _redact_settings(settings.model_dump(mode="json"))
     return {
         "redaction": f"values of names matching /{SECRET_NAME_RE.pattern}/i or holding URL credentials are removed",
         "environment": {"values": env_plain, "secrets": env_secrets},

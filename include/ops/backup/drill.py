@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -20,8 +19,11 @@ from typing import Any
 
 from include.ops.backup.catalog import load_manifest, resolve_backup_id
 from include.ops.backup.layout import BackupError, ProgressFn
-from include.ops.backup.restore import RestoreTarget, restore_backup, validate_restore
+from include.ops.backup.restore import restore_backup
 from include.ops.backup.s3 import S3Store
+from include.ops.backup.target import RestoreTarget
+from include.ops.backup.validate import validate_restore
+from include.ops.metrics import push_job_metrics, pushgateway_url
 from include.ops.settings import Settings, get_settings
 from model.fsio import atomic_write_bytes
 
@@ -70,7 +72,7 @@ class DrillReport:
 
 def push_drill_metrics(report: DrillReport) -> bool:
     """Push RTO, RPO and the drilled backup's completion time to ``PUSHGATEWAY_URL`` (job ``dr_drill``)."""
-    url = os.environ.get("PUSHGATEWAY_URL", "").strip()
+    url = pushgateway_url()
     if not url:
         log.info("PUSHGATEWAY_URL is not set: drill metrics only in %s", report.report_path)
         return False
@@ -94,12 +96,7 @@ def push_drill_metrics(report: DrillReport) -> bool:
         pushed = True
     except Exception as exc:  # metrics must never turn a drill result into a different failure
         log.warning("push of drill metrics failed: %s", type(exc).__name__)
-    try:
-        from include.ops.metrics import push_job_metrics
-
-        push_job_metrics(DRILL_JOB, float(report.restore_seconds or 0.0), report.ok, DRILL_PERIOD_S)
-    except ImportError:
-        pass
+    push_job_metrics(DRILL_JOB, float(report.restore_seconds or 0.0), report.ok, DRILL_PERIOD_S)
     return pushed
 
 

@@ -1,6 +1,8 @@
 """Model checks shared by backup and restore: per-task test accuracy of a checkpoint, and a health check.
 
-Accuracy is class-incremental (argmax over every class the head has, no task id): identical weights on
+Accuracy is ``model.metrics.task_accuracies`` under the scenario the checkpoint was trained in, so a backup
+records, and a restore drill re-measures, exactly what training measured: class-incrementally the argmax over
+the classes the checkpoint has seen, task-incrementally over the task's own classes. Identical weights on
 identical test data give identical accuracies, which is what restore validation relies on.
 """
 
@@ -15,19 +17,25 @@ log = logging.getLogger(__name__)
 
 
 def task_accuracies(checkpoint: Path, task_manifest: Path) -> dict[str, float]:
-    """Test accuracy of the checkpoint's model on every task of ``task_manifest`` (CSV files beside it)."""
+    """Test accuracy of the checkpoint's model on every task of ``task_manifest`` (files relative to it)."""
     from model.data import load_manifest, load_task_csv
-    from model.inference import load_model, predict_proba
+    from model.inference import load_model
+    from model.metrics import EvalSet
+    from model.metrics import task_accuracies as measure
 
-    model, _cfg, _meta = load_model(checkpoint)
-    manifest = load_manifest(task_manifest)
-    out: dict[str, float] = {}
-    for spec in manifest.tasks:
+    model, _cfg, meta = load_model(checkpoint)
+    task_manifest = Path(task_manifest)
+    tasks = []
+    for spec in load_manifest(task_manifest).tasks:
         data = load_task_csv(task_manifest.parent / spec.file)
-        proba = predict_proba(model, data.x_test)
-        correct = (proba.argmax(dim=1) == data.y_test).sum().item()
-        out[spec.task_id] = float(correct) / max(1, len(data.y_test))
-    log.info("accuracies of %s: %s", checkpoint.name, {k: round(v, 4) for k, v in out.items()})
+        tasks.append(EvalSet(spec.task_id, spec.classes, data.x_test, data.y_test))
+    out = measure(model, tasks, meta["scenario"], "cpu", classes_seen=meta["classes_seen"])
+    log.info(
+        "accuracies of %s (%s): %s",
+        checkpoint.name,
+        meta["scenario"],
+        {k: round(v, 4) for k, v in out.items()},
+    )
     return out
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from model.fsio import fsync_dir
+from model.fsio import CHUNK, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ BACKUP_ID_RE = re.compile(BACKUP_ID_PATTERN)
 ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 ROOTS = ("state", "mlflow", "config", "data")  # the only top-level folders a manifest may name
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-CHUNK = 1 << 20
 
 # progress(stage, done, total, done_bytes): long operations report through it and log every few seconds
 ProgressFn = Callable[[str, int, int, int], None]
@@ -260,19 +259,6 @@ def sync_files(root: Path, files: list[Path]) -> None:
 def _buffer(fileobj) -> bytearray:
     """A read buffer sized for the file (small files in one read), at most ``CHUNK``."""
     return bytearray(min(CHUNK, os.fstat(fileobj.fileno()).st_size + 1))
-
-
-def sha256_file(path: Path) -> tuple[int, str]:
-    """``(size, hex sha256)`` of a file, read once in chunks of at most 1 MiB."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb", buffering=0) as f:
-        buf = _buffer(f)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            digest.update(view[:n])
-            size += n
-    return size, digest.hexdigest()
 
 
 def copy_hashed(src: Path, dst: Path, fsync: bool = True, make_parents: bool = True) -> tuple[int, str]:

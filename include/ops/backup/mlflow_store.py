@@ -338,10 +338,11 @@ def registry_snapshot(settings: Settings, tracking_uri: str | None = None) -> di
     """Runs, registered versions (tags) and aliases through MlflowClient (PostgreSQL and other servers)."""
     uri = tracking_uri or settings.mlflow_tracking_uri
     snapshot = _empty_registry(settings, backend_kind(uri))
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    from include.ops.tracking import mlflow_client
+
+    client = mlflow_client(uri, read_only=True)
     exp = client.get_experiment_by_name(settings.mlflow_experiment)
     if exp is not None:
         token = None

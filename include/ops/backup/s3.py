@@ -1,4 +1,7 @@
-"""Remote copy of backups in S3 through the Airflow ``s3_backup`` connection (S3Hook).
+"""Remote copy of backups in S3: a content-addressed store driven through any boto3 S3 client.
+
+Airflow-free: the client comes from the caller. The DAGs and ``make backup`` build it from the Airflow
+``s3_backup`` connection (``include.airflow_glue.s3``); tests and other tools can pass any boto3 client.
 
 Layout under ``<prefix>/``: file contents are content-addressed objects ``objects/sha256/<ab>/<sha256>`` (an
 unchanged file is never uploaded twice), each backup is ``backups/<id>/manifest.json`` (the commit marker,
@@ -14,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,30 +248,16 @@ class S3Store:
         return sorted(doomed)
 
 
-def s3_store_from_connection(
-    conn_id: str = DEFAULT_CONN_ID, bucket: str | None = None, prefix: str | None = None
-) -> S3Store | None:
-    """An S3Store for the Airflow connection ``conn_id`` (S3Hook), or None when it is not configured.
+StoreFactory = Callable[[], "S3Store | None"]  # makes the configured store, or None when S3 is not set up
 
-    Bucket: ``bucket``, else the connection's ``service_config.s3.bucket_name``, else env
+
+def store_location(bucket: str | None = None, prefix: str | None = None) -> tuple[str, str]:
+    """``(bucket, prefix)`` of the backup store.
+
+    Bucket: ``bucket`` (e.g. the connection's ``service_config.s3.bucket_name``), else env
     ``CT_BACKUP_S3_BUCKET``, else ``continual-transformer-backups``. Prefix: ``prefix``, else env
     ``CT_BACKUP_S3_PREFIX``, else ``continual-transformer``.
     """
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        log.info("no %r connection: backups stay local", conn_id)
-        return None
-    hook = S3Hook(aws_conn_id=conn_id)
-    bucket = (
-        bucket
-        or hook.service_config.get("bucket_name")
-        or os.environ.get("CT_BACKUP_S3_BUCKET")
-        or DEFAULT_BUCKET
-    )
+    bucket = bucket or os.environ.get("CT_BACKUP_S3_BUCKET") or DEFAULT_BUCKET
     prefix = prefix if prefix is not None else os.environ.get("CT_BACKUP_S3_PREFIX", DEFAULT_PREFIX)
-    return S3Store(hook.get_conn(), bucket, prefix)
+    return bucket, prefix

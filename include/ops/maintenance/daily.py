@@ -96,9 +96,9 @@ def check_mlflow(paths: Settings) -> CheckResult:
     ok, reason = mlflow_reachable(paths.mlflow_tracking_uri)
     if not ok:
         return CheckResult("mlflow", FAIL, f"MLflow unreachable: {reason}")
-    from mlflow import MlflowClient
+    from include.ops.tracking import mlflow_client
 
-    client = MlflowClient(tracking_uri=paths.mlflow_tracking_uri)
+    client = mlflow_client(paths, read_only=True)
     start = time.perf_counter()
     experiments = client.search_experiments(max_results=100)
     details: dict[str, Any] = {

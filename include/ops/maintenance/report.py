@@ -1,4 +1,4 @@
-"""Check results and maintenance reports: Markdown + JSON files, an MLflow run, job metrics, a webhook alert.
+"""Check results and maintenance reports: Markdown + JSON files, an MLflow run, job metrics, a webhook alert body.
 
 A check is ``pass``, ``warn``, ``fail``, ``skipped`` (it could not run here, e.g. a service is unreachable)
 or ``not_available`` (the capability it needs is not installed). Only ``fail`` fails a run, unless the run
@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from include.ops.maintenance.probes import http_request, mlflow_reachable, safe_url
-from include.ops.runtime_config import atomic_write_json, atomic_write_text
+from include.ops.maintenance.probes import mlflow_reachable
 from include.ops.settings import Settings
+from model.fsio import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def log_to_mlflow(report: MaintenanceReport, paths: Settings, files: list[Path])
         return None
     from include.ops import tracking
 
-    client = tracking.client(paths)
+    client = tracking.mlflow_client(paths)
     name = paths.mlflow_experiment + MAINTENANCE_EXPERIMENT_SUFFIX
     exp = client.get_experiment_by_name(name)
     if exp is None:
@@ -195,11 +195,3 @@ def alert_payload(report: MaintenanceReport, report_path: Path | None = None) ->
         "checks": {c.name: c.status for c in report.checks},
         "report": str(report_path) if report_path else None,
     }
-
-
-def send_webhook(url: str, payload: dict[str, Any], headers: dict[str, str] | None = None) -> bool:
-    """POST ``payload`` as JSON; True on a 2xx answer. Never raises; the URL is logged without credentials."""
-    result = http_request(url, "POST", payload, headers=headers, timeout=10)
-    if not result.ok:
-        log.warning("alert webhook %s failed: %s", safe_url(url), result.error or result.status)
-    return result.ok

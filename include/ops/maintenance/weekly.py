@@ -18,7 +18,6 @@ from include.ops.settings import Settings
 
 VULN_SERVICES = {"pypi": "https://pypi.org/pypi/pip/json", "osv": "https://api.osv.dev/v1/query"}
 LOSS_THRESHOLD = 2.0  # runbook "Key Metrics to Monitor"
-RETENTION_THRESHOLD = 0.8
 LATENCY_P95_THRESHOLD_S = 1.0
 
 
@@ -114,9 +113,9 @@ def _mlflow_trends(paths: Settings, since: float) -> dict[str, Any]:
     ok, reason = mlflow_reachable(paths.mlflow_tracking_uri)
     if not ok:
         return {"error": reason, "runs": []}
-    from mlflow import MlflowClient
+    from include.ops.tracking import mlflow_client, run_summary
 
-    client = MlflowClient(tracking_uri=paths.mlflow_tracking_uri)
+    client = mlflow_client(paths, read_only=True)
     exp = client.get_experiment_by_name(paths.mlflow_experiment)
     if exp is None:
         return {"error": f"no experiment {paths.mlflow_experiment!r}", "runs": []}
@@ -128,10 +127,13 @@ def _mlflow_trends(paths: Settings, since: float) -> dict[str, Any]:
     )
     rows = []
     for run in runs:
-        m = run.data.metrics
-        rows.append({"time": run.info.start_time / 1000, "task_id": run.data.tags.get("ct.task_id"),
-                     "status": run.info.status, "loss": m.get("loss"), "mean_retention": m.get("mean_retention"),
-                     "new_task_acc": m.get("new_task_acc")})  # fmt: skip
+        summary = run_summary(run)
+        rows.append(
+            {
+                "time": summary["start_time_ms"] / 1000,
+                **{k: summary[k] for k in ("task_id", "status", "loss", "mean_retention", "new_task_acc")},
+            }
+        )
     return {"runs": rows}
 
 
@@ -161,8 +163,8 @@ def performance_trends(
 ) -> CheckResult:
     """Loss and retention of the last ``days`` from MLflow, latency P95 from Prometheus, and a PNG plot.
 
-    Warns when the newest loss > 2.0, the newest retention < 0.8, the latency P95 ever exceeded 1 s, a
-    source had no data, or Prometheus is not configured (``PROMETHEUS_URL``).
+    Warns when the newest loss > 2.0, the newest retention is below ``paths.retention_threshold``, the
+    latency P95 ever exceeded 1 s, a source had no data, or Prometheus is not configured (``PROMETHEUS_URL``).
     """
     now = time.time()
     since = now - days * 86400
@@ -188,15 +190,16 @@ def performance_trends(
     losses = [(r["time"], r["loss"]) for r in runs if r["loss"] is not None]
     retention = [(r["time"], r["mean_retention"]) for r in runs if r["mean_retention"] is not None]
     findings = []
+    retention_threshold = paths.retention_threshold
     if losses and losses[-1][1] > LOSS_THRESHOLD:
         findings.append(f"latest loss {losses[-1][1]:.3f} > {LOSS_THRESHOLD}")
-    if retention and retention[-1][1] < RETENTION_THRESHOLD:
-        findings.append(f"latest mean retention {retention[-1][1]:.3f} < {RETENTION_THRESHOLD}")
+    if retention and retention[-1][1] < retention_threshold:
+        findings.append(f"latest mean retention {retention[-1][1]:.3f} < {retention_threshold}")
     if latency and max(v for _, v in latency) > LATENCY_P95_THRESHOLD_S:
         findings.append(
             f"latency P95 peaked at {max(v for _, v in latency):.3f} s > {LATENCY_P95_THRESHOLD_S} s"
         )
-    plot_trends(out_png, losses, retention, latency, days)
+    plot_trends(out_png, losses, retention, latency, days, retention_threshold)
     details = {
         "window_days": days,
         "training_runs": runs,
@@ -223,6 +226,7 @@ def plot_trends(
     retention: list[tuple[float, float]],
     latency: list[tuple[float, float]],
     days: float,
+    retention_threshold: float,
 ) -> Path:
     """Three stacked panels (loss, mean retention, latency P95) with the runbook thresholds as lines."""
     import matplotlib
@@ -235,7 +239,7 @@ def plot_trends(
     fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
     panels = (
         (axes[0], losses, "training loss", LOSS_THRESHOLD),
-        (axes[1], retention, "mean retention", RETENTION_THRESHOLD),
+        (axes[1], retention, "mean retention", retention_threshold),
         (axes[2], latency, "inference P95 (s)", LATENCY_P95_THRESHOLD_S),
     )
     for ax, points, label, threshold in panels:

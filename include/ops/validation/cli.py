@@ -4,6 +4,8 @@
     python -m include.ops.validation.cli quarantine          # list rejected files and why
     python -m include.ops.validation.cli release FOLDER [--file FIXED.csv]
 
+This module serves the local landing zone (``CT_LANDING_DIR``); ``make validate-data`` runs the same commands
+through ``python -m include.airflow_glue.landing_s3``, which picks the S3 zone when the ``s3`` connection exists.
 Exit codes: 0 every file validated or skipped, 1 a file was rejected (quarantined), 2 validation could not
 run (no manifest, unreadable suite or store index).
 """
@@ -12,11 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from include.ops.settings import get_settings
+from include.ops.settings import Settings, get_settings
 from include.ops.validation.config import get_validation_config
+from include.ops.validation.landing import Landing, LocalLanding
+from include.ops.validation.outcome import ValidationSetupError
+
+LandingFor = Callable[[Settings], Landing]
 
 
 def _cell(text: object, width: int) -> str:
@@ -33,15 +41,25 @@ def _logs_to_stderr() -> None:
             handler.setStream(sys.stderr)
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate the landing zone; print a table (or JSON lines); 1 if any file was rejected."""
-    from include.ops.validation.landing import get_landing
-    from include.ops.validation.pipeline import validate_landing_zone
+def local_landing(settings: Settings) -> Landing:
+    """The local landing zone; refuses when the ``s3`` connection is set in the environment (S3 needs the glue)."""
+    if os.environ.get(f"AIRFLOW_CONN_{settings.landing_s3_conn_id.upper()}"):
+        raise ValidationSetupError(
+            f"the {settings.landing_s3_conn_id!r} connection selects the S3 landing zone: "
+            "run `make validate-data` or `python -m include.airflow_glue.landing_s3`"
+        )
+    return LocalLanding(settings.landing_dir)
 
-    settings, config = get_settings(), get_validation_config()
-    landing = get_landing(settings, config)
+
+def cmd_validate(args: argparse.Namespace, landing_for: LandingFor = local_landing) -> int:
+    """Validate the landing zone; print a table (or JSON lines); 1 if any file was rejected."""
+    from include.ops.validation.zone import validate_landing_zone
+
+    settings = get_settings()
+    config, landing = get_validation_config(settings), landing_for(settings)
     _logs_to_stderr()
-    results = validate_landing_zone(settings, config, build_docs=False if args.no_data_docs else None)
+    build_docs = False if args.no_data_docs else None
+    results = validate_landing_zone(settings, config, build_docs=build_docs, landing=landing)
     if args.json:
         for result in results:
             print(json.dumps(result.to_dict(), default=str))
@@ -64,7 +82,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if any(r.status == "rejected" for r in results) else 0
 
 
-def cmd_quarantine(args: argparse.Namespace) -> int:
+def cmd_quarantine(args: argparse.Namespace, landing_for: LandingFor = local_landing) -> int:
     """List the quarantine index, newest last."""
     from include.ops.validation.store import read_index
 
@@ -76,9 +94,8 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_release(args: argparse.Namespace) -> int:
+def cmd_release(args: argparse.Namespace, landing_for: LandingFor = local_landing) -> int:
     """Land a quarantined file again (the fixed copy given by --file, else the original bytes)."""
-    from include.ops.validation.landing import get_landing
     from include.ops.validation.prechecks import PrecheckFailure, check_file_name
     from include.ops.validation.store import mark_released, read_index
 
@@ -100,14 +117,14 @@ def cmd_release(args: argparse.Namespace) -> int:
         )
         return 2
     src = Path(args.file) if args.file else Path(entry["file"])
-    where = get_landing(settings, get_validation_config()).land(src, target)
+    where = landing_for(settings).land(src, target)
     mark_released(settings.quarantine_dir, name, where)
     print(f"released {src} -> {where}; the next data_validation run validates it (quarantine copy kept)")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments and run a sub-command; returns the exit code."""
+def main(argv: list[str] | None = None, landing_for: LandingFor = local_landing) -> int:
+    """Parse arguments and run a sub-command on the zone ``landing_for`` picks; returns the exit code."""
     parser = argparse.ArgumentParser(
         prog="python -m include.ops.validation.cli",
         description=__doc__,
@@ -125,11 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     rel.add_argument("--name", help="landing name (default: the name it arrived under)")
     args = parser.parse_args(argv)
     from include.ops.validation.gx_suite import SuiteError
-    from include.ops.validation.pipeline import ValidationSetupError
 
     handlers = {"quarantine": cmd_quarantine, "release": cmd_release}
     try:
-        return handlers.get(args.command, cmd_validate)(args)
+        return handlers.get(args.command, cmd_validate)(args, landing_for)
     except (ValidationSetupError, SuiteError, ValueError) as exc:
         print(f"data validation could not run: {exc}", file=sys.stderr)
         return 2

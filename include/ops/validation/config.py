@@ -1,36 +1,33 @@
-"""Validation settings resolved once from the environment: the GX project, limits, S3 landing, data docs."""
+"""Validation's constants and its view of the one ``Settings``: the GX project, data docs, the size limit.
+
+The environment is read by :class:`include.ops.settings.Settings` (``CT_GX_PROJECT_DIR``,
+``CT_GX_DATA_DOCS_DIR``, ``CT_GX_DATA_DOCS``, ``CT_VALIDATION_MAX_BYTES``); the defaults of those that
+are unset live here. The data thresholds (class share, duplicate rows, row counts) are part of the
+committed suite ``great_expectations/expectations/task_batch.json``, not of this module.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from include.ops.settings import PROJECT_ROOT
+from include.ops.settings import PROJECT_ROOT, Settings, get_settings
 
 GX_PROJECT_DIR = PROJECT_ROOT / "great_expectations"
 SUITE_NAME = "task_batch"
-FEATURE_COUNT = 64  # the core task format: f0..f63 (8x8 digit images), then label, split
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # a 100k-row batch is ~15 MiB; anything far bigger is not a task batch
 MANIFEST_NAME = "manifest.json"
-
-
-def _flag(env: str, default: bool) -> bool:
-    value = os.environ.get(env)
-    return default if value is None else value.strip().lower() not in ("0", "false", "no", "off", "")
+FILE_MODE = 0o644  # mkstemp creates 0600; stored batches and reports must stay readable by other services
 
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    """Where the committed suite lives, where data docs go, size limit, and the optional S3 landing zone."""
+    """Where the committed suite lives, where data docs go, whether to build them, and the size limit."""
 
     gx_project_dir: Path  # committed GX project; read, never written, at run time
     data_docs_dir: Path  # generated data docs (git-ignored), one site per validated file
     build_data_docs: bool
     max_bytes: int  # files above this size are rejected before they are read
-    s3_conn_id: str  # Airflow connection that switches the landing zone to S3 when it exists
-    s3_landing_uri: str  # s3://bucket/prefix/ watched for new batches
-    s3_quarantine_uri: str  # s3://bucket/prefix/ that rejected objects are moved to
 
     @property
     def suite_path(self) -> Path:
@@ -38,26 +35,14 @@ class ValidationConfig:
         return self.gx_project_dir / "expectations" / f"{SUITE_NAME}.json"
 
 
-def get_validation_config() -> ValidationConfig:
-    """Resolve the validation settings from the environment; call again after changing env vars."""
-    gx_dir = Path(os.environ.get("CT_GX_PROJECT_DIR") or GX_PROJECT_DIR).expanduser().resolve()
-    docs = os.environ.get("CT_GX_DATA_DOCS_DIR")
-    max_bytes = os.environ.get("CT_VALIDATION_MAX_BYTES", "")
-    try:
-        limit = int(max_bytes) if max_bytes.strip() else DEFAULT_MAX_BYTES
-    except ValueError as exc:
-        raise ValueError(
-            f"CT_VALIDATION_MAX_BYTES must be an integer number of bytes, got {max_bytes!r}"
-        ) from exc
-    if limit <= 0:
-        raise ValueError(f"CT_VALIDATION_MAX_BYTES must be > 0, got {limit}")
-    landing_uri = os.environ.get("CT_LANDING_S3_URI", "s3://continual-transformer/landing/")
+def get_validation_config(settings: Settings | None = None) -> ValidationConfig:
+    """The validation config of ``settings`` (resolved from the environment when not given)."""
+    settings = settings or get_settings()
+    gx_dir = Path(settings.gx_project_dir or GX_PROJECT_DIR).expanduser().resolve()
+    docs = settings.gx_data_docs_dir
     return ValidationConfig(
         gx_project_dir=gx_dir,
         data_docs_dir=Path(docs).expanduser().resolve() if docs else gx_dir / "uncommitted" / "data_docs",
-        build_data_docs=_flag("CT_GX_DATA_DOCS", True),
-        max_bytes=limit,
-        s3_conn_id=os.environ.get("CT_S3_CONN_ID", "s3"),
-        s3_landing_uri=landing_uri,
-        s3_quarantine_uri=os.environ.get("CT_QUARANTINE_S3_URI", "s3://continual-transformer/quarantine/"),
+        build_data_docs=settings.gx_data_docs,
+        max_bytes=settings.validation_max_bytes or DEFAULT_MAX_BYTES,
     )

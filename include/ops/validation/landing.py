@@ -1,33 +1,34 @@
-"""The landing zone: a local folder by default, an S3 prefix when the ``s3`` Airflow connection exists.
+"""The landing zone: a local folder by default, an S3 prefix when the Airflow glue passes one.
 
 New task batches arrive as CSV files beside the task ``manifest.json``. Uploaders must land files atomically
 (write a dot-file or ``*.tmp``, then rename; an S3 PUT is atomic): names starting with ``.`` and ending in
 ``.tmp``/``.part`` are ignored. Local files are read in place; S3 objects are downloaded to a staging folder.
 A rejected local file is moved into the quarantine; a rejected S3 object is moved (verified copy, then
 delete) to the quarantine prefix. Passing files stay where they landed and are skipped by checksum later.
+This module is Airflow-free: :class:`S3Landing` calls an injected client with the S3Hook's methods, built
+from the ``s3`` connection by ``include.airflow_glue.landing_s3``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
+from urllib.parse import urlsplit
 
-from include.ops.settings import Settings, get_settings
-from include.ops.validation.config import MANIFEST_NAME, ValidationConfig, get_validation_config
-from include.ops.validation.fsutil import FILE_MODE, atomic_copy, sha256_file
+from include.ops.validation.config import FILE_MODE, MANIFEST_NAME
 from include.ops.validation.store import safe_name
-from model.fsio import atomic_writer
+from model.fsio import atomic_copy, atomic_writer, sha256_file
 
 log = logging.getLogger(__name__)
 IGNORED_SUFFIXES = (".tmp", ".part")
 
 
 class LandingError(RuntimeError):
-    """The landing zone cannot be read (no manifest, unreachable bucket); names the zone."""
+    """The landing zone cannot be used (bad S3 location, a quarantine copy that differs); names the zone."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,49 @@ class LandedFile:
         return cls(str(data["name"]), str(data["location"]), int(data["size"]), data.get("checksum"))
 
 
+class Landing(Protocol):
+    """What validation needs of a landing zone (:class:`LocalLanding` and :class:`S3Landing` provide it)."""
+
+    kind: str
+
+    def describe(self) -> str: ...
+    def fetch_manifest(self, staging_dir: Path) -> Path | None: ...
+    def list_files(self) -> list[LandedFile]: ...
+    def fetch(self, item: LandedFile, staging_dir: Path) -> tuple[Path, bool]: ...
+    def quarantine_source(self, item: LandedFile, folder_name: str) -> str | None: ...
+    def land(self, src: Path, name: str) -> str: ...
+
+
+class S3Object(Protocol):
+    """An object handle of the client: enough to stream its bytes."""
+
+    def download_fileobj(self, fileobj: BinaryIO) -> None: ...
+
+
+class S3Client(Protocol):
+    """The S3 calls the landing zone makes, as the amazon provider's ``S3Hook`` names them."""
+
+    def check_for_key(self, key: str, bucket_name: str | None = None) -> bool: ...
+    def get_key(self, key: str, bucket_name: str | None = None) -> S3Object: ...
+    def iter_file_metadata(self, prefix: str, bucket_name: str | None = None) -> Iterator[dict[str, Any]]: ...
+    def head_object(self, key: str, bucket_name: str | None = None) -> dict[str, Any] | None: ...
+    def copy_object(
+        self, source_bucket_key: str, dest_bucket_key: str, source_bucket_name: str, dest_bucket_name: str
+    ) -> Any: ...
+    def delete_objects(self, bucket: str, keys: list[str]) -> None: ...
+    def load_file(
+        self, filename: str, key: str, bucket_name: str | None = None, replace: bool = False
+    ) -> None: ...
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix/`` -> ``("bucket", "some/prefix/")``; LandingError for anything else."""
+    parts = urlsplit(uri)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise LandingError(f"{uri!r} is not an s3://bucket/prefix/ location")
+    return parts.netloc, parts.path.lstrip("/")
+
+
 def _ignored(name: str) -> bool:
     return name == MANIFEST_NAME or name.startswith(".") or name.endswith(IGNORED_SUFFIXES)
 
@@ -65,8 +109,8 @@ class LocalLanding:
         """Where the zone is, for messages."""
         return str(self.folder)
 
-    def manifest_path(self, staging_dir: Path) -> Path | None:
-        """The zone's ``manifest.json``, or None if it has none."""
+    def fetch_manifest(self, staging_dir: Path) -> Path | None:
+        """The zone's ``manifest.json`` (read in place), or None if it has none."""
         path = self.folder / MANIFEST_NAME
         return path if path.is_file() else None
 
@@ -96,22 +140,20 @@ class LocalLanding:
     def land(self, src: Path, name: str) -> str:
         """Copy ``src`` into the zone as ``name`` atomically; return where it landed."""
         dst = self.folder / name
-        atomic_copy(src, dst)
+        atomic_copy(src, dst, mode=FILE_MODE)
         return str(dst)
 
 
 class S3Landing:
-    """A landing prefix in S3 read through the amazon provider's S3Hook."""
+    """A landing prefix in S3, read and moved through ``client`` (an S3Hook, injected by the Airflow glue)."""
 
     kind = "s3"
 
-    def __init__(self, conn_id: str, landing_uri: str, quarantine_uri: str) -> None:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        self.hook = S3Hook(aws_conn_id=conn_id)
-        self.bucket, prefix = S3Hook.parse_s3_url(landing_uri)
+    def __init__(self, client: S3Client, landing_uri: str, quarantine_uri: str) -> None:
+        self.client = client
+        self.bucket, prefix = parse_s3_uri(landing_uri)
         self.prefix = prefix.rstrip("/") + "/" if prefix else ""
-        self.q_bucket, q_prefix = S3Hook.parse_s3_url(quarantine_uri)
+        self.q_bucket, q_prefix = parse_s3_uri(quarantine_uri)
         self.q_prefix = q_prefix.rstrip("/") + "/" if q_prefix else ""
         if self.q_bucket == self.bucket and self.q_prefix.startswith(self.prefix):
             raise LandingError(
@@ -124,20 +166,20 @@ class S3Landing:
 
     def _download(self, key: str, dst: Path) -> Path:
         with atomic_writer(dst, FILE_MODE) as f:
-            self.hook.get_key(key, self.bucket).download_fileobj(f)
+            self.client.get_key(key, self.bucket).download_fileobj(f)
         return dst
 
-    def manifest_path(self, staging_dir: Path) -> Path | None:
+    def fetch_manifest(self, staging_dir: Path) -> Path | None:
         """Download the zone's ``manifest.json`` into ``staging_dir``; None if the prefix has none."""
         key = self.prefix + MANIFEST_NAME
-        if not self.hook.check_for_key(key, self.bucket):
+        if not self.client.check_for_key(key, self.bucket):
             return None
         return self._download(key, Path(staging_dir) / MANIFEST_NAME)
 
     def list_files(self) -> list[LandedFile]:
         """Candidate objects under the prefix (names relative to it; nested keys kept, pre-checks reject them)."""
         items = []
-        for meta in self.hook.iter_file_metadata(prefix=self.prefix, bucket_name=self.bucket):
+        for meta in self.client.iter_file_metadata(prefix=self.prefix, bucket_name=self.bucket):
             key = meta["Key"]
             name = key[len(self.prefix) :]
             if not name or key.endswith("/") or ("/" not in name and _ignored(name)):
@@ -155,14 +197,14 @@ class S3Landing:
         """Move the rejected object to ``<quarantine prefix><folder_name>/<safe name>``; return its URI."""
         key = item.location.split("/", 3)[3]
         dest = f"{self.q_prefix}{folder_name}/{safe_name(item.name)}"
-        source_head = self.hook.head_object(key, self.bucket) or {}
-        self.hook.copy_object(
+        source_head = self.client.head_object(key, self.bucket) or {}
+        self.client.copy_object(
             source_bucket_key=key,
             dest_bucket_key=dest,
             source_bucket_name=self.bucket,
             dest_bucket_name=self.q_bucket,
         )
-        copied = self.hook.head_object(dest, self.q_bucket) or {}
+        copied = self.client.head_object(dest, self.q_bucket) or {}
         same = copied.get("ContentLength") == source_head.get("ContentLength") and copied.get(
             "ETag"
         ) == source_head.get("ETag")
@@ -170,43 +212,15 @@ class S3Landing:
             raise LandingError(
                 f"copy of s3://{self.bucket}/{key} to s3://{self.q_bucket}/{dest} differs; source kept"
             )
-        self.hook.delete_objects(self.bucket, [key])
+        self.client.delete_objects(self.bucket, [key])
         return f"s3://{self.q_bucket}/{dest}"
 
     def land(self, src: Path, name: str) -> str:
         """Upload ``src`` as ``<prefix><name>`` (an S3 PUT is atomic); return its URI."""
-        self.hook.load_file(filename=str(src), key=self.prefix + name, bucket_name=self.bucket, replace=True)
+        self.client.load_file(
+            filename=str(src), key=self.prefix + name, bucket_name=self.bucket, replace=True
+        )
         return f"s3://{self.bucket}/{self.prefix}{name}"
-
-
-def s3_configured(conn_id: str) -> bool:
-    """True when the Airflow connection ``conn_id`` exists (env ``AIRFLOW_CONN_<ID>`` or the metadata DB)."""
-    if os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"):
-        return True
-    try:
-        from airflow.sdk import BaseHook
-        from airflow.sdk.exceptions import AirflowNotFoundException
-    except ImportError:
-        return False
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        return False
-    except Exception as exc:  # no metadata DB reachable: treat as not configured, say so
-        log.info("connection %r not looked up (%s): using the local landing zone", conn_id, exc)
-        return False
-    return True
-
-
-def get_landing(
-    settings: Settings | None = None, config: ValidationConfig | None = None
-) -> LocalLanding | S3Landing:
-    """The S3 landing zone when the ``s3`` connection is configured, else the local ``settings.landing_dir``."""
-    settings = settings or get_settings()
-    config = config or get_validation_config()
-    if s3_configured(config.s3_conn_id):
-        return S3Landing(config.s3_conn_id, config.s3_landing_uri, config.s3_quarantine_uri)
-    return LocalLanding(settings.landing_dir)
 
 
 def land_task_stream(manifest_path: Path, landing_dir: Path) -> list[Path]:
@@ -232,7 +246,7 @@ def land_task_stream(manifest_path: Path, landing_dir: Path) -> list[Path]:
         if not (
             dst.exists() and dst.stat().st_size == src.stat().st_size and sha256_file(dst) == sha256_file(src)
         ):
-            atomic_copy(src, dst)
+            atomic_copy(src, dst, mode=FILE_MODE)
         if dst.name != MANIFEST_NAME:
             landed.append(dst)
     return landed

@@ -17,16 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from include.ops.validation.config import MANIFEST_NAME
-from include.ops.validation.fsutil import (
-    atomic_copy,
-    atomic_write_json,
-    locked,
-    read_json,
-    safe_move,
-    sha256_file,
-)
+from include.ops.validation.config import FILE_MODE, MANIFEST_NAME
 from include.ops.validation.prechecks import PrecheckFailure
+from model.fsio import atomic_copy, atomic_write_json, file_lock, read_json, safe_move, sha256_file
 
 INDEX_NAME = "index.json"
 LOCK_NAME = ".index.lock"
@@ -114,7 +107,7 @@ def publish_validated(
     validated_dir = Path(validated_dir)
     validated_dir.mkdir(parents=True, exist_ok=True)
     dst = validated_dir / name
-    with locked(validated_dir / LOCK_NAME):
+    with file_lock(validated_dir / LOCK_NAME):
         check_not_conflicting(validated_dir, name, checksum)
         index = read_index(validated_dir)
         files = index.setdefault("files", {})
@@ -123,14 +116,14 @@ def publish_validated(
         check_manifest_compatible(validated_dir, manifest_path)
         if recheck is not None:
             recheck(sorted(p for p in validated_dir.glob("*.csv") if p.name != name))
-        atomic_copy(src, dst, expected_sha256=checksum)
+        atomic_copy(src, dst, expected_sha256=checksum, mode=FILE_MODE)
         manifest_dst = validated_dir / MANIFEST_NAME
         if not manifest_dst.exists() or sha256_file(manifest_dst) != sha256_file(manifest_path):
-            atomic_copy(manifest_path, manifest_dst)
+            atomic_copy(manifest_path, manifest_dst, mode=FILE_MODE)
         files[name] = {**entry, "sha256": checksum, "path": str(dst)}
         index["version"] = INDEX_VERSION
         index["updated_at"] = utc_now()
-        atomic_write_json(validated_dir / INDEX_NAME, index)
+        atomic_write_json(validated_dir / INDEX_NAME, index, FILE_MODE)
     return dst, True
 
 
@@ -148,12 +141,12 @@ def quarantine(
     folder = quarantine_dir / f"{stamp}-{checksum[:12]}-{plain}"
     folder.mkdir(parents=True, exist_ok=False)
     dst, report_path = folder / plain, folder / "report.json"
-    atomic_write_json(report_path, {**report, "quarantined_file": str(dst)})
+    atomic_write_json(report_path, {**report, "quarantined_file": str(dst)}, FILE_MODE)
     if move:
-        safe_move(src, dst, expected_sha256=checksum)
+        safe_move(src, dst, expected_sha256=checksum, mode=FILE_MODE)
     else:
-        atomic_copy(src, dst, expected_sha256=checksum)
-    with locked(quarantine_dir / LOCK_NAME):
+        atomic_copy(src, dst, expected_sha256=checksum, mode=FILE_MODE)
+    with file_lock(quarantine_dir / LOCK_NAME):
         index = read_index(quarantine_dir)
         index.setdefault("entries", []).append(
             {
@@ -169,18 +162,18 @@ def quarantine(
             }
         )
         index["version"] = INDEX_VERSION
-        atomic_write_json(quarantine_dir / INDEX_NAME, index)
+        atomic_write_json(quarantine_dir / INDEX_NAME, index, FILE_MODE)
     return dst, report_path
 
 
 def mark_released(quarantine_dir: Path, folder_name: str, released_to: str) -> dict[str, Any]:
     """Record in the quarantine index that the file of ``folder_name`` was released; return its entry."""
     quarantine_dir = Path(quarantine_dir)
-    with locked(quarantine_dir / LOCK_NAME):
+    with file_lock(quarantine_dir / LOCK_NAME):
         index = read_index(quarantine_dir)
         for entry in index.get("entries", []):
             if entry.get("folder") == folder_name:
                 entry.setdefault("released", []).append({"to": released_to, "at": utc_now()})
-                atomic_write_json(quarantine_dir / INDEX_NAME, index)
+                atomic_write_json(quarantine_dir / INDEX_NAME, index, FILE_MODE)
                 return entry
     raise KeyError(f"no quarantine entry {folder_name!r} in {quarantine_dir / INDEX_NAME}")

@@ -1,0 +1,1 @@
+"""Airflow glue: the only package besides dags/ and plugins/ that imports airflow."""

@@ -1,0 +1,80 @@
+"""App factory: loads the champion at start, runs the dynamic batcher, mounts one router per concern."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+import psutil
+from fastapi import FastAPI
+
+from include.ops.jsonlog import configure_json_logging, remove_json_logging
+from include.ops.settings import ServingSettings, Settings, get_settings
+from include.serving.batcher import DynamicBatcher
+from include.serving.registry import ModelStore, ModelUnavailable
+from include.serving.routers import admin, config, health, predict, training
+from include.serving.telemetry import Telemetry
+
+log = logging.getLogger("include.serving")
+
+
+def create_app(serving: ServingSettings | None = None, paths: Settings | None = None) -> FastAPI:
+    """Build the app; settings default to the environment (``get_settings()``). The model loads at start."""
+    paths = paths or get_settings()
+    serving = serving or paths.serving
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_json_logging(serving.log_component, log_dir=paths.log_dir)
+        if serving.torch_threads:
+            import torch
+
+            torch.set_num_threads(serving.torch_threads)
+        psutil.cpu_percent(interval=None)  # prime: the next call reports usage since now
+        with contextlib.suppress(ModelUnavailable):  # /health/model reports it; /api/model/reload retries
+            store.load()
+        if serving.batching:
+            app.state.batcher = DynamicBatcher(
+                store.predict,
+                serving.max_batch_size,
+                serving.batch_timeout_ms,
+                on_batch=telemetry.batch_size.observe,
+            )
+            await app.state.batcher.start()
+        else:
+            app.state.naive_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ct-naive")
+        log.info(
+            "serving app started (batching=%s max_batch_size=%d timeout_ms=%g)",
+            serving.batching, serving.max_batch_size, serving.batch_timeout_ms,
+        )  # fmt: skip
+        try:
+            yield
+        finally:
+            if app.state.batcher is not None:
+                await app.state.batcher.stop()
+            if app.state.naive_executor is not None:
+                app.state.naive_executor.shutdown(wait=True)
+            remove_json_logging(serving.log_component)
+
+    app = FastAPI(
+        title="continual-tiny-transformer serving",
+        description="Champion model inference, health, metrics and the runbook's operations API.",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    store = ModelStore(paths, serving)
+    telemetry = Telemetry(store)
+    app.state.serving = serving
+    app.state.paths = paths
+    app.state.store = store
+    app.state.telemetry = telemetry
+    app.state.batcher = None
+    app.state.naive_executor = None
+    app.state.started_at = time.time()
+    for router in (health.router, predict.router, training.router, config.router, admin.router):
+        app.include_router(router)
+    return app

@@ -1,4 +1,0 @@
-"""The serving app: the champion model behind FastAPI, health, metrics, dynamic batching, the runbook's API.
-
-Build it with ``model.serving.app.create_app()``; run it with ``python -m model.serving`` (``make serve``).
-"""
