@@ -29,7 +29,7 @@ test-smoke: venv ## smoke tests against the running stack (URLs: CT_SMOKE_*_URL,
 	@$(PY) scripts/smoke_test.py
 
 test-deploy: venv system-deps ## the deployment tests: compose, Celery scale-out, smoke, config, perf scripts
-	@$(VENV)/bin/pytest tests/deploy
+	@$(VENV)/bin/pytest tests/integration/deploy
 
 deploy: check-config ## production deploy (runbook): build/pull, up -d, wait healthy, smoke tests
 	$(COMPOSE) $(COMPOSE_FILES) pull --ignore-pull-failures

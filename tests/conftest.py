@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
+
 TEST_VAR = ROOT / "var" / "test"
 os.environ["AIRFLOW_HOME"] = str(TEST_VAR / "airflow")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -21,6 +22,16 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 (TEST_VAR / "airflow").mkdir(parents=True, exist_ok=True)
 
 import pytest  # noqa: E402
+
+# Shared fixtures live in *_support modules (importable, never a conftest import); registered here once.
+pytest_plugins = [
+    "tests.model.model_support",
+    "tests.ops.backup.backup_support",
+    "tests.ops.validation.validation_support",
+    "tests.ops.maintenance.maintenance_support",
+    "tests.integration.deploy.deploy_support",
+    "tests.integration.browser.browser_support",
+]
 
 
 @pytest.fixture(scope="session", autouse=True)

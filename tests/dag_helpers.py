@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from include.airflow_glue.dag_runs import load_dag, state_name
 
 __all__ = ["DAG_FILES", "asset_events", "load_dag", "state_name", "task_states"]
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
+
 DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
 
 

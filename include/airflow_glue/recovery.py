@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk import Param
 
 # include.ops.backup.layout.BACKUP_ID_PATTERN or "latest" (written out: parsing a DAG must not import the
-# backup library; tests/backup/test_backup_recovery.py checks the two agree)
+# backup library; tests/ops/backup/test_backup_recovery.py checks the two agree)
 BACKUP_ID_PARAM_PATTERN = r"^(latest|\d{8}T\d{6}Z(-\d{1,3})?)$"
 API_CONN_ID = "airflow_api"
 WEBHOOK_CONN_ID = "notify_webhook"

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.dag_helpers import asset_events, load_dag, state_name
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
 
 
 @pytest.fixture

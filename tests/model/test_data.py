@@ -67,7 +67,7 @@ def test_malformed_task_file_is_named(tmp_path: Path, content: str, reason: str)
 def test_another_stream_drops_in(tmp_path: Path, manifest: Path):
     """A 3-task stream with other classes and names loads and trains without code changes."""
     from model.learner import ContinualLearner
-    from tests.model.conftest import tiny
+    from tests.model.model_support import tiny
 
     raw = json.loads(manifest.read_text())
     stream = {"name": "three-way", "num_classes": 10, "tasks": []}

@@ -11,7 +11,7 @@ import torch
 from model.checkpoint import CheckpointError
 from model.inference import load_model, pixels_to_input, predict_proba
 from model.learner import ContinualLearner
-from tests.model.conftest import tiny
+from tests.model.model_support import tiny
 
 
 @pytest.fixture(scope="module")

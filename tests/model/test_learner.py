@@ -14,7 +14,7 @@ import torch
 from model.fsio import sha256_file
 from model.learner import ContinualLearner
 from model.training import LossDivergedError
-from tests.model.conftest import tiny
+from tests.model.model_support import tiny
 
 
 def _weights(learner: ContinualLearner) -> dict[str, torch.Tensor]:

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
+
 FIELDS = ("clients", "p50_ms", "p95_ms", "p99_ms", "throughput_rps", "naive_p95_ms", "naive_throughput_rps",
           "bare_forward_rps", "batching_speedup")  # fmt: skip
 
