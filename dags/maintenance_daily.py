@@ -36,7 +36,6 @@ posts to the `alert_webhook` HTTP connection when the run fails.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
@@ -102,9 +101,10 @@ def maintenance_daily() -> None:
     def airflow_health() -> dict:
         from include.airflow_glue import maintenance as ds
         from include.ops.maintenance import daily
+        from include.ops.settings import get_settings
 
         probe = ds.execution_api_probe(PROJECT_DAGS)
-        return ds.check_task("airflow_health", daily.check_airflow, os.environ.get("CT_AIRFLOW_URL"), probe)
+        return ds.check_task("airflow_health", daily.check_airflow, get_settings().airflow_url, probe)
 
     @task
     def mlflow_health() -> dict:
@@ -129,8 +129,9 @@ def maintenance_daily() -> None:
         from include.ops.maintenance import daily
         from include.ops.settings import get_settings
 
-        limit = float(ds.param("disk_max_used_pct") or os.environ.get("CT_DISK_MAX_USED_PCT") or 85)
-        return ds.check_task("disk_space", daily.check_disk_space, daily.data_folders(get_settings()), limit)
+        settings = get_settings()
+        limit = float(ds.param("disk_max_used_pct") or settings.disk_max_used_pct)
+        return ds.check_task("disk_space", daily.check_disk_space, daily.data_folders(settings), limit)
 
     @task
     def backup() -> dict:

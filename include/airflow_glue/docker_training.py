@@ -28,10 +28,10 @@ from include.ops.training import check_lock, training_route
 if TYPE_CHECKING:  # the docker provider is imported only when a docker backend is actually built
     from airflow.providers.docker.operators.docker import DockerOperator
 
-DEFAULT_IMAGE = "continual-transformer/app:latest"  # docker/app.Dockerfile: CUDA 12 torch + the project
-DEFAULT_DOCKER_URL = "unix://var/run/docker.sock"
+DEFAULT_IMAGE: str = Settings.model_fields["training_image"].default
+DEFAULT_DOCKER_URL: str = Settings.model_fields["docker_url"].default
 
-# Where the container sees the project's state; the host side comes from settings or CT_DOCKER_HOST_*.
+# Where the container sees the project's state; the host side is the setting, or Settings.docker_host_*.
 CONTAINER_ROOT = "/opt/ct"
 CONTAINER_DATA_DIR = f"{CONTAINER_ROOT}/var/data"
 CONTAINER_VALIDATED_DIR = f"{CONTAINER_ROOT}/var/validated"
@@ -42,20 +42,9 @@ CONTAINER_LOG_DIR = "/var/log/continual-transformer"
 _PASSTHROUGH_ENV = ("CT_TRAIN_OVERRIDES", "CT_LOG_LEVEL", "LOG_LEVEL", "ENVIRONMENT", "CUDA_VISIBLE_DEVICES")
 
 
-def _host_dir(env: str, default: Path) -> str:
-    """Host-side path of a bind mount: the env override (worker itself in a container) or the setting."""
-    return os.environ.get(env) or str(default)
-
-
-def _gpu_count() -> int:
-    raw = os.environ.get("CT_DOCKER_GPU_COUNT", "-1")
-    try:
-        count = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"CT_DOCKER_GPU_COUNT must be an integer (-1 = all GPUs), got {raw!r}") from exc
-    if count == 0 or count < -1:
-        raise ValueError(f"CT_DOCKER_GPU_COUNT must be -1 (all) or >= 1, got {count}")
-    return count
+def _host_dir(override: str | None, default: Path) -> str:
+    """Host-side path of a bind mount: the ``docker_host_*`` override (worker in a container) or the setting."""
+    return override or str(default)
 
 
 def _train_config_json(conf: Mapping[str, Any] | str | None) -> str:
@@ -91,21 +80,21 @@ def docker_training_operator_kwargs(
     mounts = [
         Mount(
             CONTAINER_DATA_DIR,
-            _host_dir("CT_DOCKER_HOST_DATA_DIR", settings.data_dir),
+            _host_dir(settings.docker_host_data_dir, settings.data_dir),
             "bind",
             read_only=True,
         ),
         Mount(
             CONTAINER_VALIDATED_DIR,
-            _host_dir("CT_DOCKER_HOST_VALIDATED_DIR", settings.validated_dir),
+            _host_dir(settings.docker_host_validated_dir, settings.validated_dir),
             "bind",
             read_only=True,
         ),
-        Mount(CONTAINER_STATE_DIR, _host_dir("CT_DOCKER_HOST_STATE_DIR", settings.state_dir), "bind"),
-        Mount(CONTAINER_LOG_DIR, _host_dir("CT_DOCKER_HOST_LOG_DIR", settings.log_dir), "bind"),
+        Mount(CONTAINER_STATE_DIR, _host_dir(settings.docker_host_state_dir, settings.state_dir), "bind"),
+        Mount(CONTAINER_LOG_DIR, _host_dir(settings.docker_host_log_dir, settings.log_dir), "bind"),
     ]
     kwargs: dict[str, Any] = {
-        "image": os.environ.get("CT_TRAINING_IMAGE", DEFAULT_IMAGE),
+        "image": settings.training_image,
         "command": [
             "python",
             "-m",
@@ -115,8 +104,8 @@ def docker_training_operator_kwargs(
             "--train-config",
             _train_config_json(conf),
         ],
-        "docker_url": os.environ.get("CT_DOCKER_URL", DEFAULT_DOCKER_URL),
-        "device_requests": [DeviceRequest(count=_gpu_count(), capabilities=[["gpu"]])],
+        "docker_url": settings.docker_url,
+        "device_requests": [DeviceRequest(count=settings.docker_gpu_count, capabilities=[["gpu"]])],
         "mounts": mounts,
         "environment": environment,
         "working_dir": CONTAINER_ROOT,
@@ -125,10 +114,10 @@ def docker_training_operator_kwargs(
         "auto_remove": "success",  # keep a failed container for `docker logs`
         "do_xcom_push": True,  # the last stdout line, the LearnResult JSON, becomes the XCom
         "xcom_all": False,
-        "force_pull": os.environ.get("CT_TRAINING_IMAGE_PULL", "false").lower() in ("1", "true", "yes"),
+        "force_pull": settings.training_image_pull,
     }
-    if os.environ.get("CT_DOCKER_NETWORK"):
-        kwargs["network_mode"] = os.environ["CT_DOCKER_NETWORK"]
+    if settings.docker_network:
+        kwargs["network_mode"] = settings.docker_network
     return kwargs
 
 

@@ -10,7 +10,6 @@ result, writes the reports, logs them to MLflow, pushes job metrics, alerts, and
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +33,6 @@ log = logging.getLogger(__name__)
 
 RESULT_KEY = "check_result"
 ALERT_CONN_ID = "alert_webhook"
-DEFAULT_APP_URL = "http://127.0.0.1:8000"
 
 
 def param(name: str, default: Any = None) -> Any:
@@ -46,8 +44,8 @@ def param(name: str, default: Any = None) -> Any:
 
 
 def app_url() -> str:
-    """The serving app's base URL: param ``app_url``, else env ``CT_APP_URL``, else http://127.0.0.1:8000."""
-    return param("app_url") or os.environ.get("CT_APP_URL") or DEFAULT_APP_URL
+    """The serving app's base URL: param ``app_url``, else ``Settings.app_url`` (``CT_APP_URL``)."""
+    return param("app_url") or get_settings().app_url
 
 
 def run_artifact(name: str) -> str:

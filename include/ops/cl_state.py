@@ -28,13 +28,12 @@ from include.ops.tracking import (
     sqlite_store_missing,
 )
 
-DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"
 ALIASES = (CHAMPION, CHALLENGER)
 
 
 def mlflow_ui_url() -> str:
-    """Base URL of the MLflow UI for links: env ``CT_MLFLOW_UI_URL`` or ``http://127.0.0.1:5000``."""
-    return os.environ.get("CT_MLFLOW_UI_URL", DEFAULT_MLFLOW_UI_URL).rstrip("/")
+    """Base URL of the MLflow UI for links: ``Settings.mlflow_ui_url`` (``CT_MLFLOW_UI_URL``)."""
+    return get_settings().mlflow_ui_url.rstrip("/")
 
 
 def model_version_link(ui_url: str, model_name: str, version: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -41,9 +41,6 @@ class ServingSettings(BaseSettings):
     # than 2 on a loaded 2-core host). 0 keeps torch's default.
     torch_threads: int = Field(1, ge=0)
     registry_timeout_s: float = Field(3.0, gt=0.0)
-    retention_threshold: float = Field(
-        RETENTION_THRESHOLD, ge=0.0, le=1.0, validation_alias=AliasChoices("CT_RETENTION_THRESHOLD")
-    )
     model_max_age_hours: float = Field(24.0 * 7, gt=0.0)  # older champion -> degraded
     degraded_pct: float = Field(90.0, gt=0.0, le=100.0)  # CPU/memory/disk/GPU use above this -> degraded
     unhealthy_pct: float = Field(98.0, gt=0.0, le=100.0)  # memory/disk use above this -> unhealthy
@@ -126,6 +123,70 @@ class Settings(BaseSettings):
     quarantine_s3_uri: str = Field(
         "s3://continual-transformer/quarantine/", validation_alias="CT_QUARANTINE_S3_URI"
     )
+    # links and endpoints the checks and views use
+    mlflow_ui_url: str = Field(
+        "http://127.0.0.1:5000", validation_alias=AliasChoices("CT_MLFLOW_UI_URL", "mlflow_ui_url")
+    )  # base of the MLflow UI links (plugin view, CLI)
+    app_url: str = Field(
+        "http://127.0.0.1:8000", validation_alias=AliasChoices("CT_APP_URL", "app_url")
+    )  # the serving app, probed by the maintenance DAGs
+    airflow_url: str | None = Field(
+        None, validation_alias=AliasChoices("CT_AIRFLOW_URL", "airflow_url")
+    )  # api-server base URL; None = its health is not probed
+    vuln_probe_url: str | None = Field(
+        None, validation_alias=AliasChoices("CT_VULN_PROBE_URL", "vuln_probe_url")
+    )  # None = the vulnerability service's own URL
+    # maintenance
+    disk_max_used_pct: float = Field(
+        85.0, gt=0.0, le=100.0, validation_alias=AliasChoices("CT_DISK_MAX_USED_PCT", "disk_max_used_pct")
+    )
+    # backups
+    env_file: Path | None = Field(
+        None, validation_alias=AliasChoices("CT_ENV_FILE", "env_file")
+    )  # the operator's env file, backed up as config.env; unset = <project>/.env
+    code_version: str | None = Field(
+        None, validation_alias=AliasChoices("CT_CODE_VERSION", "code_version")
+    )  # recorded git revision; None = read from .git
+    mlflow_artifacts_dir: Path | None = Field(
+        None, validation_alias=AliasChoices("CT_MLFLOW_ARTIFACTS_DIR", "mlflow_artifacts_dir")
+    )  # None = artifacts/ beside the SQLite store
+    backup_s3_bucket: str = Field(
+        "continual-transformer-backups",
+        validation_alias=AliasChoices("CT_BACKUP_S3_BUCKET", "backup_s3_bucket"),
+    )
+    backup_s3_prefix: str = Field(
+        "continual-transformer", validation_alias=AliasChoices("CT_BACKUP_S3_PREFIX", "backup_s3_prefix")
+    )  # "" = the bucket's root
+    # the docker training backend (include/airflow_glue/docker_training.py)
+    training_image: str = Field(
+        "continual-transformer/app:latest",
+        validation_alias=AliasChoices("CT_TRAINING_IMAGE", "training_image"),
+    )  # docker/app.Dockerfile: CUDA 12 torch + the project
+    training_image_pull: bool = Field(
+        False, validation_alias=AliasChoices("CT_TRAINING_IMAGE_PULL", "training_image_pull")
+    )
+    docker_url: str = Field(
+        "unix://var/run/docker.sock", validation_alias=AliasChoices("CT_DOCKER_URL", "docker_url")
+    )
+    docker_gpu_count: int = Field(
+        -1, validation_alias=AliasChoices("CT_DOCKER_GPU_COUNT", "docker_gpu_count")
+    )  # -1 = every GPU of the host
+    docker_network: str | None = Field(
+        None, validation_alias=AliasChoices("CT_DOCKER_NETWORK", "docker_network")
+    )
+    # host side of the container's bind mounts when the worker itself runs in a container (None = the setting)
+    docker_host_data_dir: str | None = Field(
+        None, validation_alias=AliasChoices("CT_DOCKER_HOST_DATA_DIR", "docker_host_data_dir")
+    )
+    docker_host_validated_dir: str | None = Field(
+        None, validation_alias=AliasChoices("CT_DOCKER_HOST_VALIDATED_DIR", "docker_host_validated_dir")
+    )
+    docker_host_state_dir: str | None = Field(
+        None, validation_alias=AliasChoices("CT_DOCKER_HOST_STATE_DIR", "docker_host_state_dir")
+    )
+    docker_host_log_dir: str | None = Field(
+        None, validation_alias=AliasChoices("CT_DOCKER_HOST_LOG_DIR", "docker_host_log_dir")
+    )
     serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @field_validator("training_backend", mode="before")
@@ -142,12 +203,43 @@ class Settings(BaseSettings):
         "gx_project_dir",
         "gx_data_docs_dir",
         "validation_max_bytes",
+        "airflow_url",
+        "vuln_probe_url",
+        "env_file",
+        "code_version",
+        "mlflow_artifacts_dir",
+        "docker_network",
+        "docker_host_data_dir",
+        "docker_host_validated_dir",
+        "docker_host_state_dir",
+        "docker_host_log_dir",
         mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         """An empty env var means "not set"."""
         return (value.strip() or None) if isinstance(value, str) else value
+
+    @field_validator("app_url", "disk_max_used_pct", "backup_s3_bucket", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: Any, info: ValidationInfo) -> Any:
+        """An empty env var means the default."""
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields[info.field_name].default
+        return value
+
+    @field_validator("training_image_pull", mode="before")
+    @classmethod
+    def _pull(cls, value: Any) -> Any:
+        """Pull only for ``1``/``true``/``yes`` (any case); anything else, empty included, means no."""
+        return value.lower() in ("1", "true", "yes") if isinstance(value, str) else value
+
+    @field_validator("docker_gpu_count")
+    @classmethod
+    def _gpu_count(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError(f"CT_DOCKER_GPU_COUNT must be -1 (all) or >= 1, got {value}")
+        return value
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:
@@ -163,6 +255,14 @@ class Settings(BaseSettings):
         object.__setattr__(
             self, "lock_file", Path(lock).expanduser().resolve() if lock else var / "maintenance.lock"
         )
+        env_file = self.env_file
+        object.__setattr__(
+            self, "env_file", Path(env_file).expanduser().resolve() if env_file else PROJECT_ROOT / ".env"
+        )
+        if self.mlflow_artifacts_dir:
+            object.__setattr__(
+                self, "mlflow_artifacts_dir", Path(self.mlflow_artifacts_dir).expanduser().resolve()
+            )
         if not self.mlflow_tracking_uri:
             object.__setattr__(self, "mlflow_tracking_uri", f"sqlite:///{var / 'mlflow' / 'mlflow.db'}")
         return self

@@ -104,7 +104,7 @@ def system_check(paths: Settings, serving: ServingSettings) -> CheckResult:
     return result
 
 
-def model_check(store: ModelStore, serving: ServingSettings) -> CheckResult:
+def model_check(store: ModelStore, paths: Settings, serving: ServingSettings) -> CheckResult:
     """Loaded or not, version, age, last retention; fallback serving, low retention and old models degrade."""
     loaded = store.current
     if loaded is None:
@@ -114,8 +114,8 @@ def model_check(store: ModelStore, serving: ServingSettings) -> CheckResult:
     info = loaded.describe()
     result = CheckResult(details={"loaded": True, **info}, issues=list(loaded.issues))
     retention = loaded.mean_retention
-    if retention is not None and retention < serving.retention_threshold:
-        result.issues.append(f"mean retention {retention:.3f} < {serving.retention_threshold}")
+    if retention is not None and retention < paths.retention_threshold:
+        result.issues.append(f"mean retention {retention:.3f} < {paths.retention_threshold}")
     max_age = serving.model_max_age_hours * 3600
     if info["age_seconds"] > max_age:
         result.issues.append(

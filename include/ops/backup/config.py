@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from include.ops.config_check.envfile import format_line, parse_env_text
-from include.ops.settings import PROJECT_ROOT, Settings
+from include.ops.settings import Settings, get_settings
 from model.fsio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,8 @@ CONFIG_NAMES = ("AIRFLOW_HOME", "ENVIRONMENT", "LOG_LEVEL", "ENABLE_METRICS", "G
 
 
 def env_file_path() -> Path:
-    """The operator's env file the runbook backs up as ``config.env``: env ``CT_ENV_FILE`` or ``<project>/.env``."""
-    value = os.environ.get("CT_ENV_FILE")
-    return Path(value).expanduser().resolve() if value else PROJECT_ROOT / ".env"
+    """The operator's env file the runbook backs up as ``config.env``: ``Settings.env_file`` (``CT_ENV_FILE``)."""
+    return get_settings().env_file
 
 
 def _has_url_credentials(value: str) -> bool:

@@ -47,10 +47,9 @@ def sqlite_path(tracking_uri: str) -> Path:
 
 
 def artifacts_dir(settings: Settings) -> Path:
-    """Local artifact root: env ``CT_MLFLOW_ARTIFACTS_DIR``, else ``artifacts/`` beside the SQLite store."""
-    value = os.environ.get("CT_MLFLOW_ARTIFACTS_DIR")
-    if value:
-        return Path(value).expanduser().resolve()
+    """Local artifact root: ``settings.mlflow_artifacts_dir``, else ``artifacts/`` beside the SQLite store."""
+    if settings.mlflow_artifacts_dir:
+        return settings.mlflow_artifacts_dir
     if backend_kind(settings.mlflow_tracking_uri) == "sqlite":
         return sqlite_path(settings.mlflow_tracking_uri).resolve().parent / "artifacts"
     return settings.var_dir / "mlflow" / "artifacts"

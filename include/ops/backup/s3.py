@@ -32,12 +32,13 @@ from include.ops.backup.layout import (
     Manifest,
     validate_backup_id,
 )
+from include.ops.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = "s3_backup"
-DEFAULT_BUCKET = "continual-transformer-backups"
-DEFAULT_PREFIX = "continual-transformer"
+DEFAULT_BUCKET: str = Settings.model_fields["backup_s3_bucket"].default
+DEFAULT_PREFIX: str = Settings.model_fields["backup_s3_prefix"].default
 MULTIPART_BYTES = 256 << 20  # single PUT below this; multipart above (S3 caps a PUT at 5 GiB)
 
 
@@ -254,10 +255,12 @@ StoreFactory = Callable[[], "S3Store | None"]  # makes the configured store, or 
 def store_location(bucket: str | None = None, prefix: str | None = None) -> tuple[str, str]:
     """``(bucket, prefix)`` of the backup store.
 
-    Bucket: ``bucket`` (e.g. the connection's ``service_config.s3.bucket_name``), else env
-    ``CT_BACKUP_S3_BUCKET``, else ``continual-transformer-backups``. Prefix: ``prefix``, else env
-    ``CT_BACKUP_S3_PREFIX``, else ``continual-transformer``.
+    Bucket: ``bucket`` (e.g. the connection's ``service_config.s3.bucket_name``), else
+    ``Settings.backup_s3_bucket`` (``CT_BACKUP_S3_BUCKET``, default ``continual-transformer-backups``).
+    Prefix: ``prefix``, else ``Settings.backup_s3_prefix`` (``CT_BACKUP_S3_PREFIX``, default
+    ``continual-transformer``).
     """
-    bucket = bucket or os.environ.get("CT_BACKUP_S3_BUCKET") or DEFAULT_BUCKET
-    prefix = prefix if prefix is not None else os.environ.get("CT_BACKUP_S3_PREFIX", DEFAULT_PREFIX)
+    settings = get_settings()
+    bucket = bucket or settings.backup_s3_bucket
+    prefix = prefix if prefix is not None else settings.backup_s3_prefix
     return bucket, prefix

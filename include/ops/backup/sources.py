@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from include.ops.backup.layout import FileEntry
-from include.ops.settings import PROJECT_ROOT
+from include.ops.settings import PROJECT_ROOT, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,10 @@ DATA_MANIFEST = "manifest.json"  # the task manifest's name inside the backup's 
 
 
 def code_version() -> dict[str, Any]:
-    """Git revision of the project read from ``.git`` (no git process), or env ``CT_CODE_VERSION``."""
+    """Git revision of the project read from ``.git`` (no git process), or ``Settings.code_version``."""
     out: dict[str, Any] = {"project_version": _pyproject_version()}
-    if os.environ.get("CT_CODE_VERSION"):
-        out["git_rev"] = os.environ["CT_CODE_VERSION"]
+    if rev := get_settings().code_version:
+        out["git_rev"] = rev
         return out
     git = PROJECT_ROOT / ".git"
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from typing import Any
 from include.ops.maintenance import integrations
 from include.ops.maintenance.probes import http_request, mlflow_reachable, safe_url
 from include.ops.maintenance.report import FAIL, NOT_AVAILABLE, PASS, SKIPPED, WARN, CheckResult
-from include.ops.settings import Settings
+from include.ops.settings import Settings, get_settings
 
 VULN_SERVICES = {"pypi": "https://pypi.org/pypi/pip/json", "osv": "https://api.osv.dev/v1/query"}
 LOSS_THRESHOLD = 2.0  # runbook "Key Metrics to Monitor"
@@ -30,7 +29,7 @@ def audit_dependencies(
     """
     if service not in VULN_SERVICES:
         raise ValueError(f"service must be one of {sorted(VULN_SERVICES)}, got {service!r}")
-    url = probe_url or os.environ.get("CT_VULN_PROBE_URL") or VULN_SERVICES[service]
+    url = probe_url or get_settings().vuln_probe_url or VULN_SERVICES[service]
     method, payload = (
         ("POST", {"package": {"name": "pip", "ecosystem": "PyPI"}}) if service == "osv" else ("GET", None)
     )

@@ -34,7 +34,7 @@ def health_system(request: Request) -> JSONResponse:
 @mount(router, routes.HEALTH_MODEL)
 def health_model(request: Request) -> JSONResponse:
     """Whether a model is served, its version, age and last retention."""
-    return _respond(model_check(request.app.state.store, request.app.state.serving))
+    return _respond(model_check(request.app.state.store, request.app.state.paths, request.app.state.serving))
 
 
 @mount(router, routes.HEALTH_ALL)
@@ -42,7 +42,10 @@ def health_all(request: Request) -> JSONResponse:
     """200 healthy/degraded or 503 unhealthy, with every component's check."""
     state = request.app.state
     code, body = aggregate(
-        {"system": system_check(state.paths, state.serving), "model": model_check(state.store, state.serving)}
+        {
+            "system": system_check(state.paths, state.serving),
+            "model": model_check(state.store, state.paths, state.serving),
+        }
     )
     return JSONResponse(body, status_code=code)
 

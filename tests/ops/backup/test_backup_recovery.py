@@ -170,7 +170,6 @@ def test_the_ops_cli_is_local_only_and_the_glue_entry_reaches_s3(state, s3):
     assert local_only.returncode == 1 and "include.airflow_glue.backup_cli" in local_only.stderr
     backup = _cli("include.airflow_glue.backup_cli", "--json", "backup", "--no-verify")
     assert backup.returncode == 0, backup.stderr[-2000:]
-    print(backup.stdout[:1500])
     result = json.loads(backup.stdout)["backup"]
     assert result["remote"] == {"bucket": s3.bucket, "prefix": "continual-transformer"}
     listing = _cli("include.airflow_glue.backup_cli", "list", "--source", "s3")
