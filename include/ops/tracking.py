@@ -277,12 +277,14 @@ def register_version(settings: Settings, run_id: str, result: dict[str, Any]) ->
     import mlflow
     import numpy as np
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema, TensorSpec
+    from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 
     mlflow_client(settings)
     n_features = 64
+    # "Any" columns: MLflow refuses int64 (the task CSVs' pixels) against "double", floats against "long";
+    # the pyfunc checks the values itself (numbers 0..16, include/ops/pyfunc_model.py)
     signature = ModelSignature(
-        inputs=Schema([ColSpec("double", f"f{i}") for i in range(n_features)]),
+        inputs=Schema([ColSpec(AnyType(), f"f{i}") for i in range(n_features)]),
         outputs=Schema([TensorSpec(np.dtype("float32"), (-1, -1))]),
     )
     with mlflow.start_run(run_id=run_id):
