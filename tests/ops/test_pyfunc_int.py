@@ -42,7 +42,13 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory, manifest: Path) -> 
         version = tracking.register_version(settings, run.info.run_id, result)
         decision = tracking.apply_gate(settings, version, result, retention_threshold=0.8, accuracy_floor=0.0)
         assert decision.alias == "champion"
-        yield {"root": root, "settings": settings, "result": result}
+        yield {
+            "root": root,
+            "settings": settings,
+            "result": result,
+            "run_id": run.info.run_id,
+            "version": version,
+        }
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +104,28 @@ def test_bad_pixels_are_refused_with_the_reason(champion_store, champion, change
     rows = _test_rows(champion_store["settings"]).head(3)
     with pytest.raises(Exception, match=message):
         champion.predict(change(rows))
+
+
+def test_pyfunc_is_a_separate_logged_model_as_the_conventions_say(champion_store):
+    """docs/conventions.md: MLflow 3 logs the pyfunc as a logged model linked to the run, not run artifacts."""
+    from include.ops import tracking
+
+    settings, run_id = champion_store["settings"], champion_store["run_id"]
+    mlc = tracking.mlflow_client(settings)
+    version = mlc.get_model_version(settings.registered_model, champion_store["version"])
+    assert version.source.startswith("models:/m-") and version.run_id == run_id
+    logged = mlc.get_logged_model(version.source.removeprefix("models:/"))
+    assert logged.source_run_id == run_id
+    assert [o.model_id for o in mlc.get_run(run_id).outputs.model_outputs] == [logged.model_id]
+    assert "model" not in {a.path for a in mlc.list_artifacts(run_id)}
+    files = Path(logged.artifact_location.removeprefix("file://"))
+    assert files == settings.var_dir / "mlflow" / "artifacts" / "models" / logged.model_id / "artifacts"
+    checkpoint = Path(champion_store["result"]["checkpoint_path"]).name
+    for name in ("MLmodel", "pyfunc_model.py", "code/model/inference.py", f"artifacts/{checkpoint}"):
+        assert (files / name).is_file(), name
+    conventions = (ROOT / "docs" / "conventions.md").read_text()
+    assert "the pyfunc model under `model/`" not in conventions
+    assert "models/<model id>/artifacts/" in conventions
 
 
 def _readme_example() -> str:
