@@ -63,36 +63,42 @@ TRAINING_ROUTE = training_route(SETTINGS)  # queue / executor of the training ta
         "task_id": Param(
             None,
             type=["null", "string"],
-            description="Task to learn (e.g. task_2). Empty: tasks from the triggering events, else the next one.",
+            description="Task to learn (e.g. task_2). Empty: tasks from the triggering events, else the next one. "
+            r"Rule: letters, digits, _ . - only, 1-64 characters (pattern ^[A-Za-z0-9_.-]{1,64}$).",
             pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         ),
         "strategy": Param(
             "replay",
             type="string",
             enum=["naive", "replay", "lwf", "ewc"],
-            description="Continual-learning strategy (replay keeps a fixed, class-balanced exemplar budget).",
+            description="Continual-learning strategy: naive, replay, lwf or ewc (replay keeps a fixed, "
+            "class-balanced exemplar budget).",
         ),
         "scenario": Param(
             "class_incremental",
             type="string",
             enum=["class_incremental", "task_incremental"],
-            description="class_incremental: one head, no task id at test; task_incremental: task id given.",
+            description="class_incremental (one head, no task id at test) or task_incremental (task id given).",
         ),
         "epochs": Param(
-            None, type=["null", "integer"], minimum=1, maximum=500, description="Epochs per task."
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=500,
+            description="Epochs per task: an integer 1..500; empty: the training default.",
         ),
         "max_samples_per_task": Param(
             None,
             type=["null", "integer"],
             minimum=8,
-            description="Cap on training samples per task (quick runs).",
+            description="Cap on training samples per task (quick runs): an integer >= 8; empty: no cap.",
         ),
         "retention_threshold": Param(
             None,
             type=["null", "number"],
             minimum=0,
             maximum=1,
-            description="Mean retention needed for `champion`; empty: default from settings "
+            description="Mean retention needed for `champion`: a number 0..1; empty: default from settings "
             f"(CT_RETENTION_THRESHOLD, {RETENTION_THRESHOLD}).",
         ),
         "accuracy_floor": Param(
@@ -100,7 +106,7 @@ TRAINING_ROUTE = training_route(SETTINGS)  # queue / executor of the training ta
             type=["null", "number"],
             minimum=0,
             maximum=1,
-            description="New-task accuracy needed for `champion`; empty: default from settings "
+            description="New-task accuracy needed for `champion`: a number 0..1; empty: default from settings "
             f"(CT_ACCURACY_FLOOR, {ACCURACY_FLOOR}).",
         ),
     },

@@ -57,7 +57,9 @@ from include.airflow_glue.assets import VALIDATED_BATCH
             [],
             type="array",
             items={"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
-            description='Only validate these landed file names (e.g. ["task_3.csv"]); empty: every new file.',
+            description='Only validate these landed file names (e.g. ["task_3.csv"]); empty: every new file. '
+            "Rule: each a plain file name, 1-128 letters, digits, . _ - (pattern "
+            r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$).",
         ),
         "build_data_docs": Param(
             None,

@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from include.airflow_glue.recovery import backup_id_param, source_param
+from include.airflow_glue.recovery import BACKUP_ID_PARAM_PATTERN, backup_id_param, source_param
 
 
 @dag(
@@ -54,9 +54,12 @@ from include.airflow_glue.recovery import backup_id_param, source_param
     doc_md=__doc__,
     params={
         "backup_id": backup_id_param(
-            "Backup to restore: 'latest' (newest complete backup) or an id like 20261128T214500Z."
+            "Backup to restore: 'latest' (newest complete backup) or an id like 20261128T214500Z "
+            f"(pattern {BACKUP_ID_PARAM_PATTERN})."
         ),
-        "source": source_param("Where to read the backup: local backup folder or S3 (s3_backup connection)."),
+        "source": source_param(
+            "Where to read the backup: local (the backup folder) or s3 (the s3_backup connection)."
+        ),
         "dry_run": Param(
             False,
             type="boolean",

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from include.airflow_glue.recovery import backup_id_param, source_param
+from include.airflow_glue.recovery import BACKUP_ID_PARAM_PATTERN, backup_id_param, source_param
 
 
 @dag(
@@ -41,9 +41,10 @@ from include.airflow_glue.recovery import backup_id_param, source_param
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(minutes=5)},
     doc_md=__doc__,
     params={
-        "source": source_param("Restore from the local backups or from S3."),
+        "source": source_param("Restore from local (the backup folder) or s3 (the s3_backup connection)."),
         "backup_id": backup_id_param(
-            "Backup to drill: 'latest' complete one, or an id like 20261128T214500Z."
+            "Backup to drill: 'latest' complete one, or an id like 20261128T214500Z "
+            f"(pattern {BACKUP_ID_PARAM_PATTERN})."
         ),
     },
 )

@@ -60,7 +60,7 @@ CHECKS = ["security_audit", "capacity_planning", "performance_review", "document
             1000,
             type="number",
             exclusiveMinimum=0,
-            description="Checklist target for training samples/second.",
+            description="Checklist target for training samples/second: > 0.",
         ),
         "quick_benchmark": Param(False, type="boolean", description="Short batch-size sweeps (a smoke run)."),
         "readme_path": Param(

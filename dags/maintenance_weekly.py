@@ -53,18 +53,24 @@ CHECKS = ["dependency_audit", "cleanup", "performance_trends", "dr_drill"]
     default_args={"owner": "ops", "retries": 1, "retry_delay": timedelta(minutes=5)},
     doc_md=__doc__,
     params={
-        "keep_checkpoints": Param(10, type="integer", minimum=1, description="Newest checkpoints to keep."),
+        "keep_checkpoints": Param(
+            10, type="integer", minimum=1, description="Newest checkpoints to keep: an integer >= 1."
+        ),
         "log_retention_days": Param(
-            30, type="integer", minimum=1, description="Delete logs older than this."
+            30, type="integer", minimum=1, description="Delete logs older than this many days: >= 1."
         ),
         "trend_days": Param(
-            7, type="number", exclusiveMinimum=0, maximum=90, description="Trend window in days."
+            7,
+            type="number",
+            exclusiveMinimum=0,
+            maximum=90,
+            description="Trend window in days: > 0 and <= 90.",
         ),
         "vuln_service": Param(
             "pypi",
             type="string",
             enum=["pypi", "osv"],
-            description="Vulnerability database pip-audit queries.",
+            description="Vulnerability database pip-audit queries: pypi or osv.",
         ),
         **outcome_params(),
     },

@@ -1,4 +1,9 @@
-"""DAG Params shared by several DAGs, defined once (imported at DAG parse: airflow.sdk only, nothing heavy)."""
+"""DAG Params shared by several DAGs, defined once (imported at DAG parse: airflow.sdk only, nothing heavy).
+
+Every Param of every DAG states its rule in its ``description``, which the trigger form shows next to the
+field (a refused value only gets a "Bad Request" toast): a range as ``1..500`` / ``>= 8`` / ``> 0`` /
+``<= 744``, a pattern verbatim, an enum's values; ``tests/dags/test_dag_docs_params.py`` checks it.
+"""
 
 from __future__ import annotations
 

@@ -10,6 +10,10 @@ Contract for ``doc_md`` (the format every DAG file here uses)::
 A section label is a Markdown heading or a bold label at the start of a line. Every ``Param`` declares a
 JSON-schema ``type`` and a ``description``; closed vocabularies are ``enum`` s that match the code; defaults
 of scheduled DAGs validate against their own schema (a scheduled run uses them unattended).
+
+The trigger form shows a Param's ``description`` next to its field, while a refused value only gets a
+"Bad Request" toast; so every rule of a Param is written in its description (:func:`rule_phrases`): a range
+as ``1..500`` (or ``>= 8``, ``> 0``, ``<= 744``), a pattern verbatim, every value of an enum.
 """
 
 from __future__ import annotations
@@ -87,6 +91,91 @@ def param_problems(name: str, param: Any, scheduled: bool) -> list[str]:
         except ParamValidationError as exc:
             problems.append(f"{name}: the default does not validate, so scheduled runs fail: {exc}")
     return problems
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+def rule_phrases(schema: dict[str, Any]) -> list[list[str]]:
+    """What a description must say for each rule of ``schema``: one list of alternatives per rule."""
+    rules: list[list[str]] = []
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        rules.append([f"{_num(low)}..{_num(high)}"])
+    elif low is not None:
+        rules.append([f">= {_num(low)}", f"at least {_num(low)}"])
+    elif high is not None:
+        rules.append([f"<= {_num(high)}", f"at most {_num(high)}"])
+    if schema.get("exclusiveMinimum") is not None:
+        rules.append([f"> {_num(schema['exclusiveMinimum'])}"])
+    if schema.get("exclusiveMaximum") is not None:
+        rules.append([f"< {_num(schema['exclusiveMaximum'])}"])
+    for pattern in (schema.get("pattern"), (schema.get("items") or {}).get("pattern")):
+        if pattern:
+            rules.append([pattern])
+    rules += [[str(value)] for value in schema.get("enum") or [] if value is not None]
+    return rules
+
+
+def rule_problems(name: str, param: Any) -> list[str]:
+    """Rules of a Param (range, pattern, enum values) that its description does not state."""
+    description = param.description or ""
+
+    def states(
+        phrase: str,
+    ) -> bool:  # as a whole phrase: "> 0" is not found in "> 0.5", "off" not in "offset"
+        return re.search(rf"(?<![\w-]){re.escape(phrase)}(?![\w-]|\.\d)", description) is not None
+
+    return [
+        f"{name}: the description does not state the rule {' / '.join(alternatives)!r}"
+        for alternatives in rule_phrases(param.schema)
+        if not any(states(a) for a in alternatives)
+    ]
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_every_param_rule_is_in_its_description(path: Path, dag_bag: Callable[[Path], Any]) -> None:
+    bag = dag_bag(path)
+    assert not bag.import_errors, bag.import_errors
+    problems = {
+        dag_id: found
+        for dag_id, dag in bag.dags.items()
+        if (found := [p for name in dag.params for p in rule_problems(name, dag.params.get_param(name))])
+    }
+    assert not problems, problems
+
+
+def test_rule_check_catches_a_missing_rule() -> None:
+    from airflow.sdk import Param
+
+    ok = Param(None, type=["null", "integer"], minimum=1, maximum=500, description="Epochs: 1..500.")
+    assert rule_problems("epochs", ok) == []
+    assert rule_problems("epochs", Param(3, type="integer", minimum=1, maximum=500, description="x")) == [
+        "epochs: the description does not state the rule '1..500'"
+    ]
+    assert rule_problems(
+        "n", Param(1.0, type="number", exclusiveMinimum=0, maximum=24, description="<= 24")
+    ) == ["n: the description does not state the rule '> 0'"]
+    pattern = r"^[a-z]{1,8}$"
+    assert rule_problems("id", Param("a", type="string", pattern=pattern, description="lowercase")) == [
+        f"id: the description does not state the rule {pattern!r}"
+    ]
+    listed = Param([], type="array", items={"type": "string", "pattern": pattern}, description=pattern)
+    assert rule_problems("files", listed) == []
+    assert rule_problems("s", Param("a", type="string", enum=["a", "b"], description="a or c")) == [
+        "s: the description does not state the rule 'b'"
+    ]
+    assert rule_problems("r", Param(1, type="number", exclusiveMinimum=0, description="> 0.5")) == [
+        "r: the description does not state the rule '> 0'"
+    ]
+
+
+def test_readme_keeps_the_note_on_unpausing() -> None:
+    from tests.paths import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    assert "trigger form unpauses a paused DAG" in readme
 
 
 def test_dag_folder_is_not_empty() -> None:
