@@ -21,8 +21,9 @@ unchanged files are not uploaded again) and the S3 manifest is written before th
 `verify_remote` = also download and check the S3 copy.
 
 **When it fails**
-- `check_lock` / `maintenance lock ... is held`: disaster recovery is running; the task retries and the
-  next scheduled run catches up. A stale lock (crashed recovery) expires after 6 h or: `make unlock`.
+- `check_lock` / `maintenance lock ... is held`: disaster recovery is running; the task fails at once
+  (a refusal never retries) and the next scheduled run catches up. A stale lock (crashed recovery)
+  expires after 6 h or: `make unlock`.
 - `upload` failed (S3 unreachable, credentials): nothing was committed, the previous backup is still the
   latest complete one. Check the `s3_backup` connection and the bucket, then clear the `upload` task: it
   resumes and skips objects already uploaded.
@@ -74,9 +75,11 @@ def checkpoint_backup():
     @task
     def check_lock() -> None:
         """Refuse to back up while disaster recovery holds the maintenance lock."""
+        from include.airflow_glue.refusals import fail_on_refusal
         from include.ops.lock import assert_not_locked
 
-        assert_not_locked("checkpoint_backup")
+        with fail_on_refusal():  # a held lock fails without retry; the next scheduled run catches up
+            assert_not_locked("checkpoint_backup")
 
     @task
     def plan() -> str:
@@ -89,9 +92,11 @@ def checkpoint_backup():
     @task
     def snapshot(backup_id: str) -> dict:
         """Copy state, MLflow store + artifacts, data and redacted config into the backup folder."""
+        from include.airflow_glue.refusals import fail_on_refusal
         from include.ops.backup import snapshot_backup
 
-        manifest = snapshot_backup(backup_id=backup_id)
+        with fail_on_refusal():
+            manifest = snapshot_backup(backup_id=backup_id)
         return {"backup_id": backup_id, "files": len(manifest.files), "bytes": manifest.total_bytes}
 
     @task

@@ -9,6 +9,12 @@ tracks every task in MLflow.
 2. the tasks in the triggering `validated_task_batch` Asset events (from `data_validation`), in task order; else
 3. the next task of the manifest that MLflow has no learned run for.
 
+**A task that is already learned** (MLflow has its learned run) is never trained again: `task_id` naming one
+ends the run *successfully*, every task skipped, with `plan` logging `task ... is already learned`. Learning a
+task again into a new version is not supported (it would add a second row for the same task to the accuracy
+matrix); the next task is learned by a trigger without `task_id`. Once unlearning exists, a task it removes has
+no learned run any more and is learnable again like a new one.
+
 **Per task**: train from the latest checkpoint -> evaluate on every task seen -> log to MLflow (resolved config,
 per-epoch loss, accuracy / retention per task, mean retention, backward transfer, parameter count, strategy memory,
 accuracy matrix JSON + heatmap PNG, checkpoint) -> register a model version -> gate: alias `champion` when mean
@@ -31,19 +37,27 @@ container (`CT_TRAINING_BACKEND=docker`).
   Reduce the learning rate / batch size, then re-run.
 - `CUDA out of memory`: reduce `batch_size` (`POST /api/config/batch_size`), clear the GPU cache, re-run.
 - `maintenance lock ... is held`: disaster recovery is running; wait for it, then re-run.
+- `refused: ...` (an unknown task, no validated data, model capacity reached, the maintenance lock held): the
+  task fails at once without retries (a retry could not change the answer); the reason is the last line of
+  its log.
 - A retry of the same DAG run reuses its MLflow run and never trains a task twice.
+- A crash (`kill -9`, OOM, a lost worker) at any step needs no repair: the next run (a retry or a new trigger)
+  marks the dead run's MLflow run FAILED (`ct.orphaned`), records a task whose verified checkpoint was written
+  but not tracked from that checkpoint (`ct.recovered`, not trained again), and registers and gates a learned
+  run that has no gated version yet (docs/architecture.md, "crash consistency").
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from include.airflow_glue.assets import CHECKPOINT, VALIDATED_BATCH
 from include.ops.settings import ACCURACY_FLOOR, RETENTION_THRESHOLD, get_settings
 from include.ops.training import training_route
+from model.config import TASK_ID_PATTERN
 
 CHECKPOINT_EXTRA = ("task_id", "checkpoint_path", "checkpoint_sha256", "mlflow_run_id")
 SETTINGS = get_settings()  # parse time: routing and backend are task attributes (validated settings)
@@ -64,8 +78,8 @@ TRAINING_ROUTE = training_route(SETTINGS)  # queue / executor of the training ta
             None,
             type=["null", "string"],
             description="Task to learn (e.g. task_2). Empty: tasks from the triggering events, else the next one. "
-            r"Rule: letters, digits, _ . - only, 1-64 characters (pattern ^[A-Za-z0-9_.-]{1,64}$).",
-            pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+            f"Rule: letters, digits, _ . - only, 1-64 characters (pattern {TASK_ID_PATTERN}).",
+            pattern=TASK_ID_PATTERN,  # the landing manifest schema holds task ids to the same pattern
         ),
         "strategy": Param(
             "replay",
@@ -115,16 +129,23 @@ def continual_training():
     @task
     def plan(params: dict, triggering_asset_events=None) -> dict:
         """Decide which tasks this run learns, and resolve its settings once."""
+        from include.airflow_glue.refusals import fail_on_refusal
         from include.ops.run_settings import resolve_run_settings
-        from include.ops.training import plan_tasks
+        from include.ops.training import AlreadyLearned, plan_tasks
+        from include.ops.training_recovery import pending_registrations
 
         settings = get_settings()
         run = resolve_run_settings(params, settings)
         event_tasks = []
         for events in (triggering_asset_events or {}).values():
             event_tasks += [e.extra["task_id"] for e in events if (e.extra or {}).get("task_id")]
-        tasks = plan_tasks(settings, params.get("task_id"), event_tasks)
-        if not tasks:
+        with fail_on_refusal():
+            try:
+                tasks = plan_tasks(settings, params.get("task_id"), event_tasks)
+            except AlreadyLearned as exc:  # asking for a learned task again is a no-op, not an error
+                raise AirflowSkipException(str(exc)) from exc
+        pending = SETTINGS.training_backend == "inprocess" and pending_registrations(settings)
+        if not tasks and not pending:
             raise AirflowSkipException("nothing to learn: every available task is learned")
         print(f"planned tasks: {tasks}; run settings: {run.to_dict()}")
         return {"tasks": tasks, "run": run.to_dict()}
@@ -132,22 +153,32 @@ def continual_training():
     @task(**TRAINING_ROUTE, outlets=[CHECKPOINT])
     def train(planned: dict, dag_run=None, outlet_events=None) -> list[dict]:
         """Learn the planned tasks in order, one MLflow run each; emit the checkpoint Asset."""
+        from include.airflow_glue.refusals import fail_on_refusal
         from include.ops.jsonlog import configure_json_logging
         from include.ops.training import learn_one
 
+        if not planned["tasks"]:  # only versions a crashed run left unregistered: no new checkpoint event
+            raise AirflowSkipException("no task to learn; register completes the versions left pending")
         configure_json_logging("training")
         settings, cfg = get_settings(), planned["run"]["train_config"]
-        summaries = [learn_one(settings, t, cfg, dag_run.dag_id, dag_run.run_id) for t in planned["tasks"]]
+        with fail_on_refusal():
+            summaries = [
+                learn_one(settings, t, cfg, dag_run.dag_id, dag_run.run_id) for t in planned["tasks"]
+            ]
         outlet_events[CHECKPOINT].extra = {k: summaries[-1][k] for k in CHECKPOINT_EXTRA}
         return summaries
 
-    @task
-    def register(summaries: list[dict], planned: dict) -> list[dict]:
-        """Register a model version per learned task and move `champion`/`challenger`."""
+    @task(trigger_rule=TriggerRule.NONE_FAILED)  # also after a skipped train: pending versions
+    def register(summaries: list[dict] | None, planned: dict | None) -> list[dict]:
+        """Register a model version per learned task (and any a crash left pending); move the aliases."""
+        from include.airflow_glue.refusals import fail_on_refusal
         from include.ops.run_settings import RunSettings
         from include.ops.training import register_and_gate
 
-        return register_and_gate(get_settings(), summaries, RunSettings.from_dict(planned["run"]))
+        if planned is None:
+            raise AirflowSkipException("nothing was planned")
+        with fail_on_refusal():
+            return register_and_gate(get_settings(), summaries or [], RunSettings.from_dict(planned["run"]))
 
     @task(retry_delay=timedelta(seconds=2))  # deterministic: a retry only re-reports the same decision
     def gate(decisions: list[dict]) -> None:
@@ -163,9 +194,11 @@ def continual_training():
     @task(outlets=[CHECKPOINT])
     def track(result_line: str, dag_run=None, outlet_events=None) -> list[dict]:
         """Record the container's LearnResult in MLflow; emit the checkpoint Asset."""
+        from include.airflow_glue.refusals import fail_on_refusal
         from include.ops.training import record_container_result
 
-        summary = record_container_result(get_settings(), result_line, dag_run.dag_id, dag_run.run_id)
+        with fail_on_refusal():
+            summary = record_container_result(get_settings(), result_line, dag_run.dag_id, dag_run.run_id)
         outlet_events[CHECKPOINT].extra = {k: summary[k] for k in CHECKPOINT_EXTRA}
         return [summary]
 

@@ -74,9 +74,12 @@ def data_validation():
     def find_new_batches(params: dict) -> list[dict]:
         """List landed files whose content is not validated yet (skips are logged)."""
         from include.airflow_glue.landing_s3 import get_landing
+        from include.airflow_glue.refusals import fail_on_refusal
+        from include.ops.validation.outcome import ValidationSetupError
         from include.ops.validation.zone import scan_landing
 
-        todo, skipped = scan_landing(landing=get_landing())
+        with fail_on_refusal(ValidationSetupError):  # no manifest to judge against: a retry cannot help
+            todo, skipped = scan_landing(landing=get_landing())
         for item, why in skipped:
             print(f"skip {item.name}: {why}")
         wanted = set(params.get("files") or [])
@@ -91,10 +94,13 @@ def data_validation():
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from include.airflow_glue.landing_s3 import get_landing
+        from include.airflow_glue.refusals import fail_on_refusal
+        from include.ops.validation.outcome import ValidationSetupError
         from include.ops.validation.zone import validate_batch
 
         get_current_context()["batch_name"] = batch["name"]
-        result = validate_batch(batch, build_docs=params.get("build_data_docs"), landing=get_landing())
+        with fail_on_refusal(ValidationSetupError):
+            result = validate_batch(batch, build_docs=params.get("build_data_docs"), landing=get_landing())
         if result.status == "rejected":
             raise AirflowFailException(
                 f"{result.name} rejected at {result.stage}: {result.reason}. "

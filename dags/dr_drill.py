@@ -52,11 +52,16 @@ def dr_drill():
     @task
     def drill(params: dict) -> dict:
         """Restore into scratch, validate, record RTO/RPO (report + metrics); fails when validation fails."""
+        from include.airflow_glue.refusals import fail_on_refusal
         from include.airflow_glue.s3 import backup_store
         from include.ops.backup import dr_drill as run_drill
+        from include.ops.backup.drill import DrillFailed
+        from include.ops.backup.recovery import PERMANENT_ERRORS
 
-        store = backup_store(params["source"])
-        return run_drill(params["backup_id"], params["source"], store=store).to_dict()
+        # no complete backup, a bad id, the lock held, a restore that does not validate: a retry cannot help
+        with fail_on_refusal(DrillFailed, *PERMANENT_ERRORS):
+            store = backup_store(params["source"])
+            return run_drill(params["backup_id"], params["source"], store=store).to_dict()
 
     drill()
 

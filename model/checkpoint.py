@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from model.faults import fault_point
 from model.fsio import atomic_write_bytes, sha256_file
 
 
@@ -34,7 +35,9 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> str:
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     atomic_write_bytes(path, data)
+    fault_point("after_checkpoint")
     atomic_write_bytes(sidecar_path(path), f"{digest}  {path.name}\n".encode())
+    fault_point("after_sidecar")
     return digest
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint, read_sidecar, save_checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.data import TaskData, TaskManifest, load_manifest, load_task_csv
 from model.fsio import atomic_write_bytes
@@ -143,6 +143,15 @@ class ContinualLearner:
         self.resumed_from: Path | None = None
         if payload is not None:
             self._restore(payload)
+            # the payload lists earlier checkpoints only; the one just loaded is the last good one now
+            self.checkpoints.append(
+                {
+                    "task_id": payload["task_id"],
+                    "task_index": int(payload["task_index"]),
+                    "file": path.name,
+                    "sha256": read_sidecar(path),
+                }
+            )
             self.resumed_from = path
             logger.info("resumed from checkpoint %s (learned %s)", path, self.learned_tasks)
 
@@ -275,7 +284,14 @@ class ContinualLearner:
         accuracies = self.evaluate()
         self.matrix.update(list(accuracies.values()))
         metrics = summarize(self.matrix.result(), self.task_classes, cfg.scenario)
-        path, digest = self._save(task_index, task_id, metrics)
+        run_facts = {  # kept in the checkpoint so a crash before tracking can be recorded from it alone
+            "epoch_losses": list(losses),
+            "train_seconds": train_seconds,
+            "device": str(self.device),
+            "strategy_memory_bytes": self.strategy.memory_bytes(),
+            "stored_exemplars": self.strategy.stored_exemplars(),
+        }
+        path, digest = self._save(task_index, task_id, metrics, run_facts)
         ids = self.learned_tasks
         result = LearnResult(
             task_id=task_id,
@@ -308,7 +324,49 @@ class ContinualLearner:
         )  # fmt: skip
         return result
 
-    def _save(self, task_index: int, task_id: str, metrics: dict) -> tuple[Path, str]:
+    def result_from_checkpoint(self, task_id: str) -> LearnResult:
+        """The LearnResult of a learned task rebuilt from its own verified checkpoint (when a crash lost it).
+
+        The newest task's rebuild also rewrites ``learner_state.json`` (a crash may have come before it)."""
+        entries = [c for c in self.checkpoints if c["task_id"] == task_id]
+        if not entries:
+            raise ValueError(f"task {task_id!r} has no checkpoint in {self.checkpoint_dir}")
+        path = self.checkpoint_dir / entries[-1]["file"]
+        payload = load_checkpoint(path)
+        ids = list(payload["learned_tasks"])
+        matrix = AccuracyMatrix(payload["acc_matrix"]).result()
+        metrics, facts = payload["metrics"], payload.get("run_facts", {})
+        result = LearnResult(
+            task_id=task_id,
+            task_index=int(payload["task_index"]),
+            task_ids=ids,
+            acc_matrix=matrix,
+            accuracies=dict(zip(ids, matrix[-1], strict=True)),
+            retention=dict(zip(ids, metrics["retention"], strict=True)),
+            retention_chance_corrected=dict(zip(ids, metrics["retention_chance_corrected"], strict=True)),
+            mean_retention=metrics["mean_retention"],
+            mean_retention_chance_corrected=metrics["mean_retention_chance_corrected"],
+            avg_acc=metrics["avg_acc"],
+            bwt=metrics["bwt"],
+            forgetting=metrics["forgetting"],
+            epoch_losses=list(facts.get("epoch_losses", [])),
+            checkpoint_path=str(path),
+            checkpoint_sha256=entries[-1]["sha256"],
+            param_count=self.param_count,
+            strategy_memory_bytes=int(facts.get("strategy_memory_bytes", 0)),
+            stored_exemplars=int(facts.get("stored_exemplars", 0)),
+            train_seconds=float(facts.get("train_seconds", 0.0)),
+            device=str(facts.get("device", "")),
+            model_config=dict(payload["model_config"]),
+            train_config=dict(payload["train_config"]),
+        )
+        if task_id == self.learned_tasks[-1]:
+            self._write_state_file(result)
+        return result
+
+    def _save(
+        self, task_index: int, task_id: str, metrics: dict, run_facts: dict | None = None
+    ) -> tuple[Path, str]:
         """Write the checkpoint of the task just learned; stale checkpoints of an abandoned future are moved aside."""
         for index, stale in list_checkpoints(self.checkpoint_dir):
             if index >= task_index:
@@ -332,6 +390,7 @@ class ContinualLearner:
             "scenario": self.train_cfg.scenario,
             "acc_matrix": [list(row) for row in self.matrix.rows],
             "metrics": metrics,
+            "run_facts": run_facts or {},
             # earlier checkpoints only: this file's own hash can only live beside it, in the sidecar
             "checkpoints": [dict(c) for c in self.checkpoints],
             "rng_state": capture_rng_state(),

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import TrainConfig
+from model.faults import fault_point
 from model.strategies.base import Strategy, TaskContext
 
 logger = logging.getLogger("model.training")
@@ -275,6 +276,7 @@ def _run_phase(
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
+                fault_point("mid_epoch")
                 if step % cfg.log_every == 0:
                     logger.info(
                         "task %s %s epoch %d step %d/%d loss %.4f lr %.2e",

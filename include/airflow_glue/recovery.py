@@ -62,11 +62,8 @@ def webhook_url(conn_id: str = WEBHOOK_CONN_ID) -> str | None:
 @contextlib.contextmanager
 def fail_without_retry() -> Iterator[None]:
     """Turn a permanent failure (bad id, corrupted or missing backup, lock held) into a failure without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
-
+    from include.airflow_glue.refusals import fail_on_refusal
     from include.ops.backup.recovery import PERMANENT_ERRORS
 
-    try:
+    with fail_on_refusal(*PERMANENT_ERRORS):
         yield
-    except PERMANENT_ERRORS as exc:
-        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc

@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     training_queue: str | None = Field(
         None, validation_alias=AliasChoices("CT_TRAINING_QUEUE", "training_queue")
     )
+    # how long a training waits for another one on the same state dir (the training lock) before failing
+    training_lock_timeout_s: float = Field(
+        60.0, ge=0, validation_alias=AliasChoices("CT_TRAINING_LOCK_TIMEOUT_S", "training_lock_timeout_s")
+    )
+    # crash tests only: SIGKILL the training at this step (model/faults.py reads CT_FAULT_AT itself, the one
+    # exception to "settings live here": model/ cannot import this module; listed here so it is documented)
+    fault_at: str | None = Field(None, validation_alias=AliasChoices("CT_FAULT_AT", "fault_at"))
     # data validation (None = the default in include/ops/validation/config.py)
     gx_project_dir: Path | None = Field(None, validation_alias="CT_GX_PROJECT_DIR")
     gx_data_docs_dir: Path | None = Field(None, validation_alias="CT_GX_DATA_DOCS_DIR")

@@ -272,6 +272,14 @@ def flat_params(model_config: dict[str, Any], train_config: dict[str, Any]) -> d
     return params
 
 
+def registered_version(settings: Settings, run_id: str) -> str | None:
+    """The model version registered for a learned run, if any: registration is idempotent by run."""
+    found = mlflow_client(settings).search_model_versions(
+        f"name = '{settings.registered_model}' and run_id = '{run_id}'"
+    )
+    return str(min(int(mv.version) for mv in found)) if found else None
+
+
 def register_version(settings: Settings, run_id: str, result: dict[str, Any]) -> str:
     """Log the models-from-code pyfunc for the run's checkpoint and register it; returns the version."""
     import mlflow

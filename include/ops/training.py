@@ -2,7 +2,9 @@
 
 ``learn_one`` is what every path runs: the DAG's in-process ``train`` task (tracked in MLflow, idempotent per
 DAG run) and the GPU container's ``python -m include.ops.train_cli`` (untracked; the worker's ``track`` task
-records the printed result with ``record_container_result``). The maintenance lock is checked on both.
+records the printed result with ``record_container_result``). The maintenance lock is checked on every path; training and
+registration hold the training lock of the state dir, under which a rerun first repairs what a crash left
+(``include.ops.training_recovery``). Refusals that no retry can change are :class:`TrainingRefused`.
 """
 
 from __future__ import annotations
@@ -15,19 +17,26 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from include.ops import tracking
+from include.ops import tracking, training_recovery
+from include.ops.errors import Refusal
 from include.ops.lock import is_maintenance_locked
 from include.ops.run_settings import RunSettings
 from include.ops.settings import Settings
-from include.ops.task_manifest import resolve_task_manifest
+from include.ops.task_manifest import resolve_task_manifest, stream_capacity
+from model.faults import fault_point
+from model.fsio import file_lock
 
 log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, float], None]
 
 
-class TrainingRefused(RuntimeError):
-    """Raised when a requested task cannot be trained (unknown, already learned, maintenance lock held)."""
+class TrainingRefused(Refusal, RuntimeError):
+    """A requested task cannot be trained (unknown, no data, capacity reached, maintenance lock held)."""
+
+
+class AlreadyLearned(TrainingRefused):
+    """The requested task is already learned (MLflow has its learned run): the DAG skips it, successfully."""
 
 
 def training_route(settings: Settings) -> dict[str, str]:
@@ -48,7 +57,10 @@ def plan_tasks(settings: Settings, requested: str | None, event_task_ids: list[s
         if requested not in known:
             raise TrainingRefused(f"task {requested!r} is not in the manifest {path} ({known})")
         if requested in learned:
-            raise TrainingRefused(f"task {requested!r} is already learned (see its MLflow run)")
+            raise AlreadyLearned(
+                f"task {requested!r} is already learned (see its MLflow run): nothing to do. Learning a task "
+                "again is not supported; trigger without task_id to learn the next task"
+            )
         data_file = path.parent / manifest.task(requested).file
         if not data_file.exists():
             raise TrainingRefused(
@@ -122,18 +134,23 @@ def _learned_summary(settings: Settings, dag_run_id: str, task_id: str) -> tuple
 
 def open_run(settings: Settings, task_id: str, dag_id: str, dag_run_id: str, existing: Any = None) -> str:
     """The MLflow run id for (DAG run, task): the existing one on a retry, else a new run."""
+    mlc = tracking.mlflow_client(settings)
+    identity = training_recovery.process_identity()  # lets a rerun tell an orphaned run from a live one
     if existing is not None:
         log.info(
             "resuming MLflow run %s for %s (retry of DAG run %s)", existing.info.run_id, task_id, dag_run_id
         )
+        for key, value in identity.items():
+            mlc.set_tag(existing.info.run_id, key, value)
         return existing.info.run_id
-    run = tracking.mlflow_client(settings).create_run(
+    run = mlc.create_run(
         tracking.ensure_experiment(settings),
         run_name=task_id,
         tags={
             tracking.TAG_TASK_ID: task_id,
             tracking.TAG_DAG_ID: dag_id,
             tracking.TAG_DAG_RUN_ID: dag_run_id,
+            **identity,
         },
     )
     return run.info.run_id
@@ -163,25 +180,36 @@ def record_result(settings: Settings, run_id: str, result: dict[str, Any]) -> di
             mlflow.log_artifact(str(Path(tmp) / "learn_result.json"), run_id=run_id)
         _log_data_quality(settings, run_id)
         mlflow.set_tag(tracking.TAG_STATUS, tracking.STATUS_LEARNED)
+    fault_point("after_run_end")
     _push_metrics(result)
     return _summary(result, run_id)
 
 
-def _learner(settings: Settings, task_id: str, train_cfg: Mapping[str, Any]) -> Any:  # -> ContinualLearner
-    """The learner of ``settings.state_dir`` reading the resolved task manifest, ready to learn ``task_id``."""
+def _learner(settings: Settings, train_cfg: Mapping[str, Any]) -> Any:  # -> ContinualLearner
+    """The learner of ``settings.state_dir`` reading the resolved task manifest."""
     from model.config import TrainConfig
     from model.learner import ContinualLearner
 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    learner = ContinualLearner(
-        resolve_task_manifest(settings), settings.state_dir, train_cfg=TrainConfig.from_dict(dict(train_cfg))
+    return ContinualLearner(
+        resolve_task_manifest(settings),
+        settings.state_dir,
+        train_cfg=TrainConfig.from_dict(dict(train_cfg)),
+        capacity=stream_capacity(
+            settings
+        ),  # a new stream's head and budget: recorded, else CT_CLASS_CAPACITY
     )
+
+
+def _check_learnable(learner: Any, task_id: str) -> None:
+    """Refuse a task already in the learner state, or one more task than the model has capacity for."""
     if task_id in learner.learned_tasks:
+        raise AlreadyLearned(f"task {task_id!r} is already learned (learner state {learner.state_dir})")
+    if len(learner.learned_tasks) >= learner.model_cfg.max_tasks:
         raise TrainingRefused(
-            f"task {task_id!r} is already in the learner state {settings.state_dir} but MLflow has no learned run "
-            "for it: restore a consistent backup (make restore) before training again"
+            f"model capacity is {learner.model_cfg.max_tasks} tasks and all are learned "
+            f"({learner.learned_tasks}); refusing {task_id!r}"
         )
-    return learner
 
 
 def learn_one(
@@ -198,14 +226,43 @@ def learn_one(
     small summary is returned. Without them (the GPU container, which has no tracking store) nothing is
     tracked and the whole LearnResult dict is returned, for ``record_container_result`` on the worker.
     """
-    existing = None
     if dag_run_id is not None:
-        existing, done = _learned_summary(settings, dag_run_id, task_id)
+        _, done = _learned_summary(settings, dag_run_id, task_id)
         if done is not None:
             return done
     check_lock(settings)
-    learner = _learner(settings, task_id, train_cfg)
-    run_id = None if dag_run_id is None else open_run(settings, task_id, dag_id or "", dag_run_id, existing)
+    with file_lock(training_recovery.training_lock_path(settings), settings.training_lock_timeout_s):
+        check_lock(settings)
+        return _learn_locked(settings, task_id, train_cfg, dag_id or "", dag_run_id, on_epoch_end)
+
+
+def _learn_locked(
+    settings: Settings,
+    task_id: str,
+    train_cfg: Mapping[str, Any],
+    dag_id: str,
+    dag_run_id: str | None,
+    on_epoch_end: EpochCallback | None,
+) -> dict[str, Any]:
+    """``learn_one`` under the training lock: repair what a crash left, then learn (see training_recovery)."""
+    learner = _learner(settings, train_cfg)
+    if dag_run_id is None:
+        if learner.learned_tasks[-1:] == [task_id]:
+            # a rerun of the untracked container after a crash past its checkpoint: same result, not retrained
+            log.warning("task %s is the newest checkpoint already: returning its recorded result", task_id)
+            return learner.result_from_checkpoint(task_id).to_dict()
+        _check_learnable(learner, task_id)
+        run_id = None
+    else:
+        training_recovery.mark_orphaned_runs(settings)
+        recovered = training_recovery.record_unrecorded_tasks(
+            settings, learner, dag_id, dag_run_id, record_result, open_run
+        )
+        if task_id in recovered:
+            return recovered[task_id]
+        _check_learnable(learner, task_id)
+        existing = tracking.find_run(settings, dag_run_id, task_id)
+        run_id = open_run(settings, task_id, dag_id, dag_run_id, existing)
 
     def log_epoch(epoch: int, loss: float) -> None:
         log.info("task %s epoch %d loss %.4f", task_id, epoch, loss)
@@ -234,9 +291,13 @@ def record_container_result(
     existing, done = _learned_summary(settings, dag_run_id, result["task_id"])
     if done is not None:
         return done
-    return record_result(
-        settings, open_run(settings, result["task_id"], dag_id, dag_run_id, existing), result
-    )
+    with file_lock(training_recovery.training_lock_path(settings), settings.training_lock_timeout_s):
+        training_recovery.mark_orphaned_runs(settings)
+        if result["task_id"] in tracking.learned_task_ids(settings):
+            raise AlreadyLearned(f"task {result['task_id']!r} is already learned by another run (see MLflow)")
+        return record_result(
+            settings, open_run(settings, result["task_id"], dag_id, dag_run_id, existing), result
+        )
 
 
 def _log_data_quality(settings: Settings, run_id: str) -> None:
@@ -267,21 +328,41 @@ def log_run_settings(settings: Settings, run_id: str, run: RunSettings) -> None:
 def register_and_gate(
     settings: Settings, summaries: list[dict[str, Any]], run: RunSettings
 ) -> list[dict[str, Any]]:
-    """Register one model version per learned task (idempotent per run) and apply the promotion gate."""
+    """Register one model version per learned task (idempotent per run) and apply the promotion gate.
+
+    Learned runs an earlier, crashed run left without a gated version come first (oldest first), so
+    ``champion`` ends on the newest version that passes."""
+    with file_lock(training_recovery.training_lock_path(settings), settings.training_lock_timeout_s):
+        training_recovery.mark_orphaned_runs(settings)
+        ours = {s["mlflow_run_id"] for s in summaries}
+        pending = [_run_summary(run_id) for run_id, _ in training_recovery.pending_registrations(settings)]
+        earlier = [s for s in pending if s["mlflow_run_id"] not in ours]
+        if earlier:
+            log.warning(
+                "registering and gating what a crashed run left undone: %s",
+                [(s["task_id"], s["mlflow_run_id"]) for s in earlier],
+            )
+        return [_register_one(settings, summary, run) for summary in earlier + list(summaries)]
+
+
+def _run_summary(run_id: str) -> dict[str, Any]:
+    """The small summary of a learned run, from its ``learn_result.json``."""
     import mlflow
 
-    mlc = tracking.mlflow_client(settings)
-    decisions = []
-    for summary in summaries:
-        run_id = summary["mlflow_run_id"]
-        log_run_settings(settings, run_id, run)
-        found = mlc.search_model_versions(f"name = '{settings.registered_model}' and run_id = '{run_id}'")
-        version = str(found[0].version) if found else None
-        if version is None:
-            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="learn_result.json")
-            version = tracking.register_version(settings, run_id, json.loads(Path(path).read_text()))
-        decision = tracking.apply_gate(
-            settings, version, summary, run.retention_threshold, run.accuracy_floor
-        )
-        decisions.append(decision.to_dict())
-    return decisions
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="learn_result.json")
+    return _summary(json.loads(Path(path).read_text()), run_id)
+
+
+def _register_one(settings: Settings, summary: dict[str, Any], run: RunSettings) -> dict[str, Any]:
+    """Register (once per run) and gate the version of one learned run."""
+    import mlflow
+
+    run_id = summary["mlflow_run_id"]
+    log_run_settings(settings, run_id, run)
+    version = tracking.registered_version(settings, run_id)
+    if version is None:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="learn_result.json")
+        version = tracking.register_version(settings, run_id, json.loads(Path(path).read_text()))
+    fault_point("after_registration")
+    decision = tracking.apply_gate(settings, version, summary, run.retention_threshold, run.accuracy_floor)
+    return decision.to_dict()

@@ -87,6 +87,14 @@ def test_two_tasks_tracked_registered_and_gated(small_training):
     assert mlc.get_model_version_by_alias(settings.registered_model, "champion").version == champion.version
     assert tracking.learned_task_ids(settings) == ["task_0", "task_1"]
 
+    # triggering a learned task again (the README's first example, on a trained state): a successful no-op
+    again = load_dag("continual_training").test(run_conf={"task_id": "task_0"})
+    assert state_name(again.state) == "success"
+    states = {ti.task_id: state_name(ti.state) for ti in again.get_task_instances()}
+    assert states["plan"] == "skipped" and states["train"] == "skipped", states
+    assert [ti.try_number for ti in again.get_task_instances() if ti.task_id == "plan"] == [1], "no retry"
+    assert tracking.learned_task_ids(settings) == ["task_0", "task_1"]
+
     matrix = json.loads(
         Path(
             mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path="acc_matrix.json")
