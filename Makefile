@@ -21,7 +21,7 @@ export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv system-deps demo test lint bench airflow-db clean-state
+.PHONY: help venv system-deps demo learn-stream test lint bench airflow-db clean-state
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
 
@@ -45,6 +45,9 @@ airflow-db: venv ## create/migrate the SQLite Airflow metadata DB inside the pro
 
 demo: venv airflow-db ## the main job: validate and learn every task through real Airflow DAG runs
 	@$(PY) -m include.airflow_glue.demo $(if $(DEMO_CONF),--conf '$(DEMO_CONF)')
+
+learn-stream: venv airflow-db ## validate + learn any stream folder through the DAGs, own state (STREAM=<dir> [STATE=<dir>] [CONF='{"epochs": 5}'])
+	@$(PY) -m include.airflow_glue.learn_stream "$(STREAM)" $(if $(STATE),--state '$(STATE)') $(if $(CONF),--conf '$(CONF)')
 
 lint: venv ## ruff check + format check + the layer contracts (import-linter, pyproject.toml)
 	@$(VENV)/bin/ruff check .

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -101,9 +102,24 @@ def write_split_digits(out_dir: Path, seed: int = 0) -> Path:
 
     Idempotent: the same seed always produces the same bytes, and unchanged files are not rewritten.
     """
+    return write_digit_stream(out_dir, SPLIT_DIGITS_CLASSES, seed=seed, name="split_digits")
+
+
+def write_digit_stream(
+    out_dir: Path, groups: Sequence[Sequence[int]], seed: int = 0, name: str = "digits"
+) -> Path:
+    """Write a stream of scikit-learn's digits with one task per class group (``task_0``..); return the manifest.
+
+    Every image of a group's classes appears once, split 80/20 train/test stratified by ``seed``. Idempotent like
+    ``write_split_digits`` (which is this with ``SPLIT_DIGITS_CLASSES``).
+    """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
+    flat = [int(c) for group in groups for c in group]
+    bad = not flat or any(not g for g in groups) or len(set(flat)) != len(flat)
+    if bad or not set(flat) <= set(range(10)):
+        raise ValueError(f"class groups must be non-empty, disjoint digits 0..9, got {groups}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     digits = load_digits()
@@ -114,15 +130,15 @@ def write_split_digits(out_dir: Path, seed: int = 0) -> Path:
     split[idx_train] = "train"
 
     specs = []
-    for k, classes in enumerate(SPLIT_DIGITS_CLASSES):
+    for k, classes in enumerate(groups):
         task_id = f"task_{k}"
         # train rows first, then test rows, each in the original order: a stable, readable file
         rows = np.concatenate([np.flatnonzero(np.isin(y, classes) & (split == s)) for s in SPLITS])
         file = f"{task_id}.csv"
         _write_if_changed(out_dir / file, _task_csv_bytes(x[rows], y[rows], split[rows]))
-        specs.append(TaskSpec(task_id=task_id, classes=list(classes), file=file))
+        specs.append(TaskSpec(task_id=task_id, classes=[int(c) for c in classes], file=file))
 
-    manifest = TaskManifest(name="split_digits", num_classes=10, tasks=specs)
+    manifest = TaskManifest(name=name, num_classes=10, tasks=specs)
     manifest_path = out_dir / MANIFEST_NAME
     _write_if_changed(manifest_path, (json.dumps(manifest.to_dict(), indent=2) + "\n").encode())
     return manifest_path

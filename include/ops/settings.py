@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     gx_data_docs_dir: Path | None = Field(None, validation_alias="CT_GX_DATA_DOCS_DIR")
     gx_data_docs: bool = Field(True, validation_alias="CT_GX_DATA_DOCS")  # build GX data docs per file
     validation_max_bytes: int | None = Field(None, gt=0, validation_alias="CT_VALIDATION_MAX_BYTES")
+    # class balance of a batch (suite parameters): 1 lets a stream bring one class per task
+    validation_min_classes_per_task: int = Field(
+        2, ge=1, validation_alias="CT_VALIDATION_MIN_CLASSES_PER_TASK"
+    )
+    # the most frequent class's share of a batch's rows; a batch of k classes is held to max(this, 1/k)
+    validation_max_class_share: float = Field(
+        0.8, gt=0.0, le=1.0, validation_alias="CT_VALIDATION_MAX_CLASS_SHARE"
+    )
     landing_s3_conn_id: str = Field("s3", validation_alias="CT_S3_CONN_ID")  # its existence selects S3
     landing_s3_uri: str = Field("s3://continual-transformer/landing/", validation_alias="CT_LANDING_S3_URI")
     quarantine_s3_uri: str = Field(

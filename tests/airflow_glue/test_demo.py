@@ -68,3 +68,48 @@ def test_demo_refuses_a_conf_it_would_silently_ignore(
         demo.main(["--conf", conf])
     assert exc.value.code == 2 and message in capsys.readouterr().err
     assert not get_settings().data_dir.exists(), "refused before anything was written"
+
+
+def test_demo_writes_split_digits_only_into_an_empty_data_dir(ct_env: Path) -> None:
+    from include.airflow_glue import demo
+    from include.ops.settings import get_settings
+    from model.data import load_manifest
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True)  # empty: the demo fills it
+    assert demo.main(["--prepare-only"]) == 0
+    assert load_manifest(settings.source_manifest).name == "split_digits"
+    assert sorted(p.name for p in settings.data_dir.iterdir()) == [
+        "manifest.json",
+        *(f"task_{k}.csv" for k in range(5)),
+    ]
+    assert not [p for p in settings.data_dir.parent.iterdir() if p.name.startswith(".")], "no staging left"
+
+
+def test_demo_never_overwrites_a_users_stream(ct_env: Path) -> None:
+    from include.airflow_glue import demo
+    from include.ops.settings import get_settings
+    from model.data import write_digit_stream
+
+    settings = get_settings()
+    write_digit_stream(settings.data_dir, ((0, 5), (1, 6)), seed=3, name="mine")
+    (settings.data_dir / "notes.txt").write_text("the user's own file\n")
+    before = {p.name: p.read_bytes() for p in settings.data_dir.iterdir()}
+
+    assert demo.main(["--prepare-only"]) == 0
+
+    assert {p.name: p.read_bytes() for p in settings.data_dir.iterdir()} == before
+    assert demo.prepare_data(settings) == settings.source_manifest
+
+
+def test_demo_refuses_a_non_empty_data_dir_without_manifest(ct_env: Path) -> None:
+    from include.airflow_glue import demo
+    from include.ops.settings import get_settings
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True)
+    (settings.data_dir / "task_0.csv").write_text("f0,label,split\n")
+    with pytest.raises(SystemExit, match="not empty and has no manifest.json"):
+        demo.main(["--prepare-only"])
+    assert [p.name for p in settings.data_dir.iterdir()] == ["task_0.csv"]
+    assert (settings.data_dir / "task_0.csv").read_text() == "f0,label,split\n"

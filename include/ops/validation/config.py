@@ -2,8 +2,9 @@
 
 The environment is read by :class:`include.ops.settings.Settings` (``CT_GX_PROJECT_DIR``,
 ``CT_GX_DATA_DOCS_DIR``, ``CT_GX_DATA_DOCS``, ``CT_VALIDATION_MAX_BYTES``); the defaults of those that
-are unset live here. The data thresholds (class share, duplicate rows, row counts) are part of the
-committed suite ``great_expectations/expectations/task_batch.json``, not of this module.
+are unset live here. The class-balance bounds (``CT_VALIDATION_MIN_CLASSES_PER_TASK``,
+``CT_VALIDATION_MAX_CLASS_SHARE``) are settings the suite reads as parameters; the other data thresholds
+(duplicate rows, row counts) are part of the committed suite ``great_expectations/expectations/task_batch.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class ValidationConfig:
     data_docs_dir: Path  # generated data docs (git-ignored), one site per validated file
     build_data_docs: bool
     max_bytes: int  # files above this size are rejected before they are read
+    min_classes_per_task: int  # a batch must hold at least this many distinct labels (suite parameter)
+    max_class_share: float  # the most frequent class's share of a batch, at most (suite parameter)
 
     @property
     def suite_path(self) -> Path:
@@ -45,4 +48,6 @@ def get_validation_config(settings: Settings | None = None) -> ValidationConfig:
         data_docs_dir=Path(docs).expanduser().resolve() if docs else gx_dir / "uncommitted" / "data_docs",
         build_data_docs=settings.gx_data_docs,
         max_bytes=settings.validation_max_bytes or DEFAULT_MAX_BYTES,
+        min_classes_per_task=settings.validation_min_classes_per_task,
+        max_class_share=settings.validation_max_class_share,
     )

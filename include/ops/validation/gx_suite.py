@@ -1,7 +1,8 @@
 """Run the committed expectation suite on one batch in an ephemeral GX context (nothing written to the project).
 
 The suite JSON is read from the committed GX project, loaded into a fresh in-memory context per call, its
-parameters (``task_classes``, ``validated_dir``, ``file_name``) filled from the manifest at run time, and run
+parameters (``task_classes``, ``validated_dir``, ``file_name``) filled from the manifest at run time and the
+class-balance ones (``min_classes_per_task``, ``max_class_share``) from the settings, and run
 by a Checkpoint. Data docs, when asked for, are built into their own folder under the git-ignored
 ``great_expectations/uncommitted/data_docs`` (env ``CT_GX_DATA_DOCS_DIR``) and moved into place atomically.
 """
@@ -190,6 +191,12 @@ def _publish_docs(tmp_site: Path, docs_root: Path, name: str) -> Path:
     return final / "index.html"
 
 
+def balance_parameters(config: ValidationConfig, task_classes: list[int]) -> dict[str, float | int]:
+    """The class-balance suite parameters; a batch of k classes is held to a share of at most max(bound, 1/k)."""
+    share = max(config.max_class_share, 1.0 / max(1, len(set(task_classes))))
+    return {"min_classes_per_task": config.min_classes_per_task, "max_class_share": share}
+
+
 def run_suite(
     frame: pd.DataFrame,
     *,
@@ -219,6 +226,7 @@ def run_suite(
             "task_classes": [int(c) for c in task_classes],
             "validated_dir": str(validated_dir),
             "file_name": file_name,
+            **balance_parameters(config, task_classes),
         }
         if docs_tmp is None:
             # no Checkpoint without data docs: its freshness checks cost ~20 % of a validation
