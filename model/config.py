@@ -13,6 +13,14 @@ REPLAY_SELECTIONS = ("kmeans", "herding")
 AMP_DTYPES = ("bf16", "fp16")
 FINETUNE_SCOPES = ("all", "head")
 
+# Names of a stream, defined once: the continual_training DAG's task_id param and the landing manifest
+# schema (include/ops/validation/manifest_schema.py) use this pattern; a task id is part of checkpoint names.
+TASK_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+# Capacity defaults (Settings CT_CLASS_CAPACITY / CT_PARAM_BUDGET default to these): the head's classes
+# and the most parameters a model may have (the README promises a model under 100k parameters).
+DEFAULT_CLASS_CAPACITY = 10
+DEFAULT_PARAM_BUDGET = 100_000
+
 
 class _DictConfig:
     """Round-trips a dataclass through plain dicts (checkpoints, XCom, MLflow params)."""
@@ -53,9 +61,11 @@ class ModelConfig(_DictConfig):
     n_heads: int = 4
     mlp_ratio: int = 2
     dropout: float = 0.0  # the data set is tiny and replay already regularises; dropout only slowed learning
-    num_classes: int = 10  # capacity of the single head: every class the stream may ever bring
+    num_classes: int = DEFAULT_CLASS_CAPACITY  # capacity of the single head: every class the stream may bring
     max_tasks: int = 5  # capacity in tasks; learning more is refused instead of growing the model
     pool: str = "flatten"  # "cls" token, "mean" over patch tokens, or "flatten" (all tokens side by side)
+    # the most parameters a model of this config may have (a bigger one is not built); None: no budget (old states)
+    param_budget: int | None = DEFAULT_PARAM_BUDGET
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size != 0:
@@ -69,6 +79,8 @@ class ModelConfig(_DictConfig):
         for name in ("num_classes", "max_tasks", "n_layers", "channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.param_budget is not None and self.param_budget < 1:
+            raise ValueError(f"param_budget must be >= 1 or None, got {self.param_budget}")
 
     @property
     def num_tokens(self) -> int:

@@ -10,7 +10,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +33,42 @@ class TaskSpec:
     file: str
 
 
+def confined_path(root: Path, file: str) -> Path:
+    """``root / file`` with symlinks resolved; ValueError naming the file when it lies outside ``root``."""
+    root = Path(root).resolve()
+    path = (root / file).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"task file {file!r} resolves to {path}, outside {root}: refused")
+    return path
+
+
 @dataclass
 class TaskManifest:
-    """The ordered list of tasks of a stream and the total number of classes."""
+    """The ordered list of tasks of a stream and the total number of classes.
+
+    ``data_roots``: folders besides the manifest's own where task files may lie (absolute paths); only the
+    resolver's effective manifest (``include/ops/task_manifest.py``) has them, landing manifests may not.
+    """
 
     name: str
     num_classes: int
     tasks: list[TaskSpec]
+    data_roots: list[str] = field(default_factory=list)
+
+    def task_path(self, task_id: str, base: Path) -> Path:
+        """The task's file resolved against ``base`` (the manifest's folder), confined to it or a data root.
+
+        ValueError naming the file when it resolves (symlinks included) outside every allowed folder.
+        """
+        file = self.task(task_id).file
+        path = (Path(base) / file).resolve()
+        allowed = [Path(base).resolve(), *(Path(r).resolve() for r in self.data_roots)]
+        if not any(path.is_relative_to(root) for root in allowed):
+            raise ValueError(
+                f"task file {file!r} of task {task_id!r} resolves to {path}, outside {[str(r) for r in allowed]}: "
+                "refused (training reads only files inside the validated store)"
+            )
+        return path
 
     def task(self, task_id: str) -> TaskSpec:
         """Return the spec of ``task_id``; KeyError naming the id if the manifest has no such task."""
@@ -53,8 +82,11 @@ class TaskManifest:
         return self.tasks.index(self.task(task_id))
 
     def to_dict(self) -> dict:
-        """Return the manifest as the JSON object ``load_manifest`` reads."""
-        return asdict(self)
+        """Return the manifest as the JSON object ``load_manifest`` reads (``data_roots`` only when set)."""
+        out = asdict(self)
+        if not self.data_roots:
+            del out["data_roots"]
+        return out
 
 
 @dataclass
@@ -152,7 +184,13 @@ def load_manifest(path: Path) -> TaskManifest:
         tasks = [
             TaskSpec(str(t["task_id"]), [int(c) for c in t["classes"]], str(t["file"])) for t in raw["tasks"]
         ]
-        manifest = TaskManifest(name=str(raw["name"]), num_classes=int(raw["num_classes"]), tasks=tasks)
+        roots = raw.get("data_roots", [])
+        roots = roots if isinstance(roots, list) else [roots]
+        if not all(isinstance(r, str) and Path(r).is_absolute() for r in roots):
+            raise ValueError(f"data_roots must be a list of absolute paths, got {roots!r}")
+        manifest = TaskManifest(
+            name=str(raw["name"]), num_classes=int(raw["num_classes"]), tasks=tasks, data_roots=roots
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"malformed task manifest {path}: {exc}") from exc
     ids = [t.task_id for t in tasks]

@@ -8,6 +8,7 @@ The checkpoints are the source of truth; on start the newest one whose sha256 ve
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from model.capacity import CAPACITY_KEY, STATE_FILENAME, StreamCapacity, read_capacity
 from model.checkpoint import CheckpointError, load_checkpoint, read_sidecar, save_checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.data import TaskData, TaskManifest, load_manifest, load_task_csv
@@ -33,7 +35,6 @@ from model.training import make_optimizer, resolve_device, train_task
 logger = logging.getLogger("model.training")
 
 CHECKPOINT_DIRNAME = "checkpoints"
-STATE_FILENAME = "learner_state.json"
 FORMAT_VERSION = 1
 _CKPT_RE = re.compile(r"^task_(\d{3,})_(.+)\.pt$")
 
@@ -94,7 +95,9 @@ class ContinualLearner:
         state_dir: Path,
         model_cfg: ModelConfig | None = None,
         train_cfg: TrainConfig | None = None,
+        capacity: StreamCapacity | None = None,
     ) -> None:
+        """``capacity`` sizes a new stream's model when ``state_dir`` has none recorded (``model.capacity``)."""
         self.manifest_path = Path(manifest_path)
         self.manifest: TaskManifest = load_manifest(self.manifest_path)
         self.state_dir = Path(state_dir)
@@ -106,6 +109,9 @@ class ContinualLearner:
         payload, path = self._latest_good_checkpoint()
         if payload is not None:
             saved_model_cfg = ModelConfig.from_dict(payload["model_config"])
+            if payload["model_config"].get("param_budget") is None:
+                # a checkpoint from before the parameter budget existed has none: its model is kept as it was
+                saved_model_cfg = dataclasses.replace(saved_model_cfg, param_budget=None)
             if model_cfg is not None and model_cfg != saved_model_cfg:
                 raise ValueError(f"model_cfg differs from the one checkpoint {path} was trained with")
             model_cfg = saved_model_cfg
@@ -117,17 +123,22 @@ class ContinualLearner:
                         f"train_cfg.{key}={getattr(train_cfg, key)!r} but checkpoint {path} was trained with "
                         f"{getattr(saved_train_cfg, key)!r}; use a new state_dir to change it"
                     )
-        # capacity from the stream: a manifest that grows task by task must not cap max_tasks at its first size
-        model_cfg = model_cfg or ModelConfig(
-            num_classes=self.manifest.num_classes,
-            max_tasks=max(ModelConfig.max_tasks, len(self.manifest.tasks)),
-        )
+        if model_cfg is None:
+            # classes and budget from the stream's recorded capacity, never from the manifest; a manifest that
+            # grows task by task must not cap max_tasks at its first size
+            default = StreamCapacity(ModelConfig.num_classes, ModelConfig.param_budget)
+            cap = read_capacity(self.state_dir) or capacity or default
+            model_cfg = ModelConfig(
+                num_classes=cap.num_classes,
+                param_budget=cap.param_budget,
+                max_tasks=max(ModelConfig.max_tasks, len(self.manifest.tasks)),
+            )
         self.train_cfg = train_cfg or TrainConfig()
         self.model_cfg = model_cfg
         if self.manifest.num_classes > model_cfg.num_classes:
             raise ValueError(
                 f"manifest {self.manifest_path} has {self.manifest.num_classes} classes but the model's head has "
-                f"{model_cfg.num_classes}"
+                f"{model_cfg.num_classes} (the stream's class capacity)"
             )
 
         self.device = resolve_device(self.train_cfg.device)
@@ -202,7 +213,8 @@ class ContinualLearner:
         """The task's CSV, validated against the manifest and the model (cached)."""
         if task_id not in self._data_cache:
             spec = self.manifest.task(task_id)
-            path = self.manifest_path.parent / spec.file
+            # confined to the manifest's folder (or its data roots): ValueError naming the file otherwise
+            path = self.manifest.task_path(task_id, self.manifest_path.parent)
             data = load_task_csv(path)
             if data.x_train.shape[1] != self.model_cfg.num_features:
                 raise ValueError(
@@ -424,5 +436,6 @@ class ContinualLearner:
             "param_count": result.param_count,
             "strategy_memory_bytes": result.strategy_memory_bytes,
             "stored_exemplars": result.stored_exemplars,
+            CAPACITY_KEY: StreamCapacity(self.model_cfg.num_classes, self.model_cfg.param_budget).to_dict(),
         }
         atomic_write_bytes(self.state_dir / STATE_FILENAME, (json.dumps(state, indent=2) + "\n").encode())

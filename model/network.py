@@ -11,6 +11,16 @@ from torch import nn
 from model.config import ModelConfig
 
 
+def check_param_budget(n_params: int, cfg: ModelConfig) -> None:
+    """Raise ValueError naming the parameter count and the budget when a model of ``cfg`` is over budget."""
+    if cfg.param_budget is not None and n_params > cfg.param_budget:
+        raise ValueError(
+            f"a model with {cfg.num_classes} classes (d_model {cfg.d_model}, {cfg.n_layers} layers, pool "
+            f"{cfg.pool!r}) has {n_params} parameters, over the parameter budget of {cfg.param_budget}: "
+            "lower the class capacity or the model size, or raise the budget (CT_PARAM_BUDGET) for a new stream"
+        )
+
+
 class PatchEmbed(nn.Module):
     """Cuts the image into non-overlapping patches and projects each to ``d_model``."""
 
@@ -97,6 +107,7 @@ class TinyTransformer(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") and "patch_embed" not in name:
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+        check_param_budget(self.num_parameters(), cfg)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

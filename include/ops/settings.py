@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.config import DEFAULT_CLASS_CAPACITY, DEFAULT_PARAM_BUDGET
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # The runbook's thresholds, defined here and nowhere else.
@@ -102,6 +104,14 @@ class Settings(BaseSettings):
     )
     accuracy_floor: float = Field(
         ACCURACY_FLOOR, ge=0.0, le=1.0, validation_alias=AliasChoices("CT_ACCURACY_FLOOR", "accuracy_floor")
+    )
+    # a stream's capacity: the classes of the model's one head and its parameter budget; recorded in the
+    # learner state when the stream's first manifest is validated, then fixed (a checkpoint's wins)
+    class_capacity: int = Field(
+        DEFAULT_CLASS_CAPACITY, ge=1, validation_alias=AliasChoices("CT_CLASS_CAPACITY", "class_capacity")
+    )
+    param_budget: int = Field(
+        DEFAULT_PARAM_BUDGET, ge=1, validation_alias=AliasChoices("CT_PARAM_BUDGET", "param_budget")
     )
     # where and how the training task runs
     training_backend: TrainingBackend = Field(

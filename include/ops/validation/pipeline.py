@@ -45,14 +45,22 @@ if TYPE_CHECKING:
     from model.data import TaskManifest, TaskSpec
 
 
-def load_task_manifest(path: Path) -> TaskManifest:
-    """The manifest batches are judged against; ValidationSetupError if it is malformed."""
-    from model.data import load_manifest
+def load_task_manifest(path: Path, settings: Settings | None = None) -> TaskManifest:
+    """The manifest batches are judged against, held to the schema and the stream's class capacity.
 
+    ValidationSetupError naming the manifest and each problem when it is refused (a setup input: no batch is
+    judged). Validating the first manifest of a stream records its capacity in the learner state.
+    """
+    from include.ops.task_manifest import record_stream_capacity, stream_capacity
+    from include.ops.validation.manifest_schema import load_landing_manifest
+
+    settings = settings or get_settings()
     try:
-        return load_manifest(path)
-    except ValueError as exc:
+        manifest = load_landing_manifest(path, stream_capacity(settings).num_classes)
+        record_stream_capacity(settings)
+    except ValueError as exc:  # ManifestRefused, or a garbled capacity record naming its file
         raise ValidationSetupError(str(exc)) from exc
+    return manifest
 
 
 def identify(path: Path, name: str | None = None, source: str | None = None) -> BatchResult:
@@ -105,7 +113,7 @@ def precheck(
     spec, frame = read_batch(path, base.name, manifest, config.max_bytes)
     base.task_id, base.rows = spec.task_id, len(frame)
     check_not_conflicting(settings.validated_dir, base.name, base.checksum)
-    check_manifest_compatible(settings.validated_dir, manifest_path)
+    check_manifest_compatible(settings.validated_dir, manifest)
     return spec, frame
 
 
@@ -274,7 +282,7 @@ def validate_landed_file(
     skipped = already_validated(base, settings)
     if skipped is not None:
         return skipped
-    manifest = load_task_manifest(manifest_path)
+    manifest = load_task_manifest(manifest_path, settings)
 
     def rejected(rejection: Rejection) -> BatchResult:
         base.seconds = time.perf_counter() - started

@@ -3,6 +3,9 @@
 Validated store (``settings.validated_dir``): passing files under their own names, the task manifest as
 ``manifest.json`` and ``index.json`` (``{"version": 1, "files": {name: {sha256, task_id, rows, ...}}}``). The
 index is written last and is the commit marker; files are never overwritten with different content.
+The store's ``manifest.json`` is written here from validated entries only (the landing manifest's entries,
+schema-checked, whose files are in the store, in the landing manifest's order); it is never a copy of the
+landing manifest, and a task whose batch has not passed yet stays pending, out of it.
 
 Quarantine (``settings.quarantine_dir``): one folder per rejection, ``<UTC time>-<sha12>-<safe name>/``,
 holding the original bytes under the safe name and ``report.json``; ``index.json`` lists every rejection.
@@ -11,15 +14,19 @@ Nothing here deletes data: a move is a verified copy followed by the unlink of t
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include.ops.validation.config import FILE_MODE, MANIFEST_NAME
 from include.ops.validation.prechecks import PrecheckFailure
-from model.fsio import atomic_copy, atomic_write_json, file_lock, read_json, safe_move, sha256_file
+from model.fsio import atomic_copy, atomic_write_json, atomic_write_text, file_lock, read_json, safe_move
+
+if TYPE_CHECKING:
+    from model.data import TaskManifest
 
 INDEX_NAME = "index.json"
 LOCK_NAME = ".index.lock"
@@ -65,15 +72,29 @@ def check_not_conflicting(validated_dir: Path, name: str, checksum: str) -> None
         )
 
 
-def check_manifest_compatible(validated_dir: Path, manifest_path: Path) -> None:
+def landing_entries(manifest: Path | TaskManifest) -> TaskManifest:
+    """The landing manifest's entries, held to the schema (ValidationSetupError naming the manifest if refused)."""
+    from include.ops.validation.manifest_schema import ManifestRefused, load_landing_manifest
+    from include.ops.validation.outcome import ValidationSetupError
+
+    if not isinstance(manifest, str | Path):
+        return manifest
+    try:
+        return load_landing_manifest(Path(manifest))
+    except ManifestRefused as exc:
+        raise ValidationSetupError(str(exc)) from exc
+
+
+def check_manifest_compatible(validated_dir: Path, manifest: Path | TaskManifest) -> None:
     """Raise ``manifest_match`` when the landing manifest changes a task the validated store already holds."""
     from model.data import load_manifest
 
     current = Path(validated_dir) / MANIFEST_NAME
     if not current.exists():
         return
-    old, new = load_manifest(current), load_manifest(manifest_path)
+    old, new = load_manifest(current), landing_entries(manifest)
     held = read_index(validated_dir).get("files", {})
+    where = "landing manifest" + (f" {manifest}" if isinstance(manifest, str | Path) else f" {new.name!r}")
     for spec in old.tasks:
         if spec.file not in held:
             continue
@@ -84,24 +105,39 @@ def check_manifest_compatible(validated_dir: Path, manifest_path: Path) -> None:
         if now is None or now.classes != spec.classes or now.file != spec.file:
             raise PrecheckFailure(
                 "manifest_match",
-                f"landing manifest {manifest_path} changes validated task {spec.task_id!r} "
+                f"{where} changes validated task {spec.task_id!r} "
                 f"({spec.file}, classes {spec.classes}) -> {now}; earlier tasks of a stream cannot change",
             )
+
+
+def write_validated_manifest(validated_dir: Path, landing: TaskManifest, held: set[str]) -> Path:
+    """Write the store's ``manifest.json``: the landing entries whose files are validated (``held``), in order."""
+    from model.data import TaskManifest
+
+    tasks = [spec for spec in landing.tasks if spec.file in held]
+    manifest = TaskManifest(name=landing.name, num_classes=landing.num_classes, tasks=tasks)
+    text = json.dumps(manifest.to_dict(), indent=2) + "\n"
+    path = Path(validated_dir) / MANIFEST_NAME
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        atomic_write_text(path, text, FILE_MODE)
+    return path
 
 
 def publish_validated(
     src: Path,
     name: str,
     checksum: str,
-    manifest_path: Path,
+    manifest_path: Path | TaskManifest,
     validated_dir: Path,
     entry: dict[str, Any],
     recheck: Callable[[list[Path]], None] | None = None,
 ) -> tuple[Path, bool]:
-    """Copy a passing file and the manifest into the store and index it; return (path, newly published).
+    """Copy a passing file into the store, index it and write the store's manifest of validated entries.
 
-    Runs under the store lock. ``recheck`` receives the store's task files at commit time so checks that
-    depend on the store (leakage) see files validated concurrently; it raises PrecheckFailure to refuse.
+    Returns (path, newly published). Runs under the store lock; the landing manifest is read (and held to the
+    schema) here again, so the entries written are those of the manifest at commit time. ``recheck`` receives
+    the store's task files at commit time so checks that depend on the store (leakage) see files validated
+    concurrently; it raises PrecheckFailure to refuse.
     An identical file already indexed under ``name`` is not published again (returns False).
     """
     validated_dir = Path(validated_dir)
@@ -113,13 +149,16 @@ def publish_validated(
         files = index.setdefault("files", {})
         if files.get(name, {}).get("sha256") == checksum and dst.exists():
             return dst, False
-        check_manifest_compatible(validated_dir, manifest_path)
+        landing = landing_entries(manifest_path)
+        if name not in {spec.file for spec in landing.tasks}:
+            raise PrecheckFailure(
+                "manifest_match", f"{name!r} is no longer a task file of the landing manifest"
+            )
+        check_manifest_compatible(validated_dir, landing)
         if recheck is not None:
             recheck(sorted(p for p in validated_dir.glob("*.csv") if p.name != name))
         atomic_copy(src, dst, expected_sha256=checksum, mode=FILE_MODE)
-        manifest_dst = validated_dir / MANIFEST_NAME
-        if not manifest_dst.exists() or sha256_file(manifest_dst) != sha256_file(manifest_path):
-            atomic_copy(manifest_path, manifest_dst, mode=FILE_MODE)
+        write_validated_manifest(validated_dir, landing, {*files, name})
         files[name] = {**entry, "sha256": checksum, "path": str(dst)}
         index["version"] = INDEX_VERSION
         index["updated_at"] = utc_now()

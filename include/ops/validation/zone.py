@@ -42,7 +42,7 @@ def landing_manifest(landing: Landing, settings: Settings) -> Path:
                 "land the task manifest beside the batches"
             )
         path = stored
-    load_task_manifest(path)
+    load_task_manifest(path, settings)  # the schema and the stream's class capacity: refused -> setup error
     return path
 
 
