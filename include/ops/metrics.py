@@ -31,6 +31,8 @@ JOB_SUCCESS = "continual_transformer_job_success"
 JOB_PERIOD = "continual_transformer_job_period_seconds"
 BACKUP_LAST_SUCCESS = "continual_transformer_backup_last_success_timestamp_seconds"
 CHECKPOINT_LAST = "continual_transformer_checkpoint_last_timestamp_seconds"
+# /predict answered 503 + Retry-After because the batcher queue was full
+REQUESTS_SHED = "continual_transformer_requests_shed_total"
 
 TRAINING_JOB = "continual_training"
 PUSH_TIMEOUT_S = 5.0

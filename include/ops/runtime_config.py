@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,67 @@ log = logging.getLogger(__name__)
 TRAIN_OVERRIDES_FILE = "train_overrides.json"
 MODEL_OVERRIDES_FILE = "model_overrides.json"
 GATE_OVERRIDES_FILE = "gate_overrides.json"  # {"retention_threshold": x, "accuracy_floor": y}, each in [0, 1]
+
+
+class ConfigFieldError(ValueError):
+    """A refused override, naming the field (``field``) it is about."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# the fields that set the network's size, in the order a budget refusal names them
+SIZE_FIELDS = (
+    "d_model",
+    "n_layers",
+    "mlp_ratio",
+    "num_classes",
+    "patch_size",
+    "image_size",
+    "channels",
+    "pool",
+)
+
+
+def check_model_config(values: Mapping[str, Any], changed: Mapping[str, Any] | None = None) -> None:
+    """``values`` as a ModelConfig: its own checks, every number finite, dropout in [0, 1), and the parameter
+    budget (the network is built on the meta device: counting a huge one costs no memory). ConfigFieldError
+    names the field; for the budget, the first size field among ``changed`` (default: ``values``)."""
+    import torch
+
+    from model.config import ModelConfig
+    from model.network import TinyTransformer
+
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigFieldError(key, f"invalid model config override: {key} must be finite, got {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and key != "param_budget" and value < 1:
+            raise ConfigFieldError(key, f"invalid model config override: {key} must be >= 1, got {value}")
+    try:
+        cfg = ModelConfig.from_dict(values)
+    except (TypeError, ValueError) as exc:
+        field = next((k for k in values if k in str(exc)), "body")
+        raise ConfigFieldError(field, f"invalid model config override: {exc}") from exc
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigFieldError(
+            "dropout", f"invalid model config override: dropout must be in [0, 1), got {cfg.dropout}"
+        )
+    # the blocks' weight matrices alone bound the count from below: refuse the absurd without building
+    floor = cfg.n_layers * (4 + 2 * cfg.mlp_ratio) * cfg.d_model**2
+    try:
+        if cfg.param_budget is not None and floor > cfg.param_budget:
+            raise ValueError(
+                f"a model with d_model {cfg.d_model} and {cfg.n_layers} layers has over {floor} parameters, "
+                f"over the parameter budget of {cfg.param_budget}"
+            )
+        with torch.device("meta"):
+            TinyTransformer(cfg)
+    except ValueError as exc:
+        size_fields = [k for k in SIZE_FIELDS if k in (changed if changed is not None else values)]
+        raise ConfigFieldError(
+            size_fields[0] if size_fields else "param_budget", f"invalid model config override: {exc}"
+        ) from exc
 
 
 def config_dir() -> Path:
@@ -43,7 +105,7 @@ def _read_overrides(path: Path) -> dict[str, Any]:
 
 def _validated(kind: str, merged: dict[str, Any]) -> dict[str, Any]:
     """Check ``merged`` against TrainConfig/ModelConfig (or the gate's thresholds); ValueError naming the field."""
-    from model.config import ModelConfig, TrainConfig
+    from model.config import TrainConfig
 
     if kind == "gate":
         for key, value in merged.items():
@@ -55,11 +117,16 @@ def _validated(kind: str, merged: dict[str, Any]) -> dict[str, Any]:
                 )
         return merged
 
-    cls = TrainConfig if kind == "train" else ModelConfig
+    if kind == "model":
+        check_model_config(merged)
+        return merged
     try:
-        cls.from_dict(merged)
+        TrainConfig.from_dict(merged)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid {kind} config override: {exc}") from exc
+    for key, value in merged.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigFieldError(key, f"invalid train config override: {key} must be finite, got {value!r}")
     return merged
 
 
@@ -79,7 +146,10 @@ def _update(kind: str, filename: str, changes: Mapping[str, Any]) -> dict[str, A
     path = config_dir() / filename
     with file_lock(path.with_name(path.name + ".lock")):
         merged = {**_read_overrides(path), **dict(changes)}
-        _validated(kind, merged)
+        if kind == "model":
+            check_model_config(merged, changed=changes)
+        else:
+            _validated(kind, merged)
         atomic_write_json(path, merged)
     log.info("%s config overrides updated: %s", kind, json.dumps(dict(changes), sort_keys=True))
     return merged

@@ -67,6 +67,9 @@ ROUTES: tuple[Route, ...] = (
     CLEAR_GPU_CACHE,
 )
 
+# mounted only when CT_SERVING_BENCH_NOOP is set: the serving bench's HTTP ceiling, not an operator endpoint
+BENCH_NOOP = Route("POST", "/bench/noop", auth=False)
+
 
 def endpoints() -> list[str]:
     """``METHOD /path`` of every route the app serves, sorted."""

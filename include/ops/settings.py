@@ -55,6 +55,18 @@ _DERIVED_DIRS = {
     "validated_dir": ("validated",),
     "quarantine_dir": ("quarantine",),
     "state_dir": ("state",),
+    # hostile input and backpressure (issue 13)
+    max_body_bytes: int = Field(1_048_576, ge=1024)  # bytes received per request (chunked too); more -> 413
+    max_rows: int = Field(256, ge=1, le=4096)  # images per /predict request; more -> 422
+    # bodies up to this size parse on the event loop (tens of microseconds: a thread hop costs more); larger
+    # ones in a worker thread, so a big body never stalls /health
+    parse_inline_bytes: int = Field(16 * 1024, ge=0)
+    max_queue: int = Field(64, ge=1)  # requests waiting for the batcher; full -> 503 + Retry-After
+    retry_after_s: int = Field(1, ge=1)  # the Retry-After of a shed request
+    # served-checkpoint verification and following the registry's champion
+    verify_hash_interval_s: float = Field(300.0, ge=0.0)  # re-hash the served file this often; 0: each probe
+    champion_poll_s: float = Field(30.0, ge=0.0)  # look up the champion alias this often (0 = never)
+    bench_noop: bool = False  # mount POST /bench/noop (a constant answer, same middleware): the bench ceiling
     "backup_dir": ("backups",),
     "log_dir": ("logs",),
     "reports_dir": ("reports",),

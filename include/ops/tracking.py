@@ -348,6 +348,12 @@ def apply_gate(
     alias = CHAMPION if passed else CHALLENGER
     mlc.set_registered_model_alias(settings.registered_model, alias, version)
     mlc.set_model_version_tag(settings.registered_model, version, "gate", "passed" if passed else "failed")
+    if passed:  # the serving app's fallback when the registry is unreachable (include/ops/champion_record.py)
+        from include.ops.champion_record import write_champion_record
+
+        write_champion_record(
+            settings, version, result["checkpoint_path"], result["checkpoint_sha256"], result["task_id"]
+        )
     if reasons:
         mlc.set_model_version_tag(settings.registered_model, version, "gate_reasons", "; ".join(reasons))
     log.info("gate for %s v%s: %s %s", result["task_id"], version, alias, reasons)

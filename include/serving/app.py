@@ -1,7 +1,9 @@
-"""App factory: loads the champion at start, runs the dynamic batcher, mounts one router per concern."""
+"""App factory: loads the champion at start, runs the dynamic batcher and the champion poll, mounts one router
+per concern behind the request-body limit."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -15,11 +17,23 @@ from fastapi import FastAPI
 from include.ops.jsonlog import configure_json_logging, remove_json_logging
 from include.ops.settings import ServingSettings, Settings, get_settings
 from include.serving.batcher import DynamicBatcher
+from include.serving.errors import PathScrubber, install_error_handlers
+from include.serving.limits import BodyLimitMiddleware
 from include.serving.registry import ModelStore, ModelUnavailable
 from include.serving.routers import admin, config, health, predict, training
 from include.serving.telemetry import Telemetry
 
 log = logging.getLogger("include.serving")
+
+
+async def follow_champion(store: ModelStore, interval_s: float) -> None:
+    """Every ``interval_s``: look up the registry's ``champion`` (in a thread) and swap it in when it moved."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(store.follow_champion)  # logs what it swapped in
+        except Exception:  # the poll must outlive any one failure; health reports the registry state
+            log.exception("champion poll failed")
 
 
 def create_app(serving: ServingSettings | None = None, paths: Settings | None = None) -> FastAPI:
@@ -43,17 +57,27 @@ def create_app(serving: ServingSettings | None = None, paths: Settings | None = 
                 serving.max_batch_size,
                 serving.batch_timeout_ms,
                 on_batch=telemetry.batch_size.observe,
+                max_queue=serving.max_queue,
             )
             await app.state.batcher.start()
         else:
             app.state.naive_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ct-naive")
+        poll = None
+        if serving.champion_poll_s > 0:
+            poll = asyncio.create_task(
+                follow_champion(store, serving.champion_poll_s), name="ct-champion-poll"
+            )
         log.info(
-            "serving app started (batching=%s max_batch_size=%d timeout_ms=%g)",
-            serving.batching, serving.max_batch_size, serving.batch_timeout_ms,
+            "serving app started (batching=%s max_batch_size=%d timeout_ms=%g max_queue=%d)",
+            serving.batching, serving.max_batch_size, serving.batch_timeout_ms, serving.max_queue,
         )  # fmt: skip
         try:
             yield
         finally:
+            if poll is not None:
+                poll.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poll
             if app.state.batcher is not None:
                 await app.state.batcher.stop()
             if app.state.naive_executor is not None:
@@ -74,7 +98,13 @@ def create_app(serving: ServingSettings | None = None, paths: Settings | None = 
     app.state.telemetry = telemetry
     app.state.batcher = None
     app.state.naive_executor = None
+    app.state.naive_pending = 0
+    app.state.scrubber = scrubber = PathScrubber(paths)
     app.state.started_at = time.time()
     for router in (health.router, predict.router, training.router, config.router, admin.router):
         app.include_router(router)
+    if serving.bench_noop:
+        app.include_router(predict.noop_router)
+    install_error_handlers(app, scrubber)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=serving.max_body_bytes)
     return app

@@ -31,6 +31,10 @@ class BatcherStopped(RuntimeError):
     """The batcher was stopped before the request was served."""
 
 
+class BatcherFull(RuntimeError):
+    """The queue holds ``max_queue`` requests already: the caller sheds this one (503 + Retry-After)."""
+
+
 class DynamicBatcher:
     """Combines concurrent ``submit`` calls into batched ``forward`` calls (rows in, rows out, same order)."""
 
@@ -42,11 +46,15 @@ class DynamicBatcher:
         on_batch: Callable[[int], None] | None = None,
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
+        max_queue: int = 0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if timeout_ms < 0:
             raise ValueError(f"timeout_ms must be >= 0, got {timeout_ms}")
+        if max_queue < 0:
+            raise ValueError(f"max_queue must be >= 0 (0 = unbounded), got {max_queue}")
+        self.max_queue = max_queue  # requests waiting (not yet taken into a batch); 0 = unbounded
         self.forward = forward
         self.max_batch_size = max_batch_size
         self.timeout_s = timeout_ms / 1000.0
@@ -69,7 +77,7 @@ class DynamicBatcher:
         """Start the worker on the running event loop (idempotent)."""
         if self.running:
             return
-        self._queue = asyncio.Queue()
+        self._queue = asyncio.Queue(maxsize=self.max_queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ct-batcher")
         self._worker = asyncio.create_task(self._run(), name="ct-dynamic-batcher")
 
@@ -90,12 +98,21 @@ class DynamicBatcher:
             executor, self._executor = self._executor, None
             await asyncio.to_thread(executor.shutdown, wait=True)  # the loop keeps serving meanwhile
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting in the queue now."""
+        return self._queue.qsize() if self._queue is not None else 0
+
     async def submit(self, rows: np.ndarray) -> np.ndarray:
-        """Queue ``rows`` (n, F) and wait for their outputs (n, ...); raises what ``forward`` raised."""
+        """Queue ``rows`` (n, F) and wait for their outputs (n, ...); raises what ``forward`` raised, and
+        BatcherFull at once when ``max_queue`` requests are already waiting."""
         if not self.running or self._queue is None:
             raise BatcherStopped("batcher is not running")
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(rows, future))
+        try:
+            self._queue.put_nowait(_Pending(rows, future))
+        except asyncio.QueueFull:
+            raise BatcherFull(f"{self.max_queue} requests already queued") from None
         return await future
 
     async def _collect(self, first: _Pending) -> list[_Pending]:

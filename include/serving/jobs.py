@@ -70,7 +70,7 @@ def _maintenance_runs(paths: Settings, limit: int) -> list[dict[str, Any]]:
                 "end_time": report.get("finished_at"),
                 "duration_s": report.get("duration_s"),
                 "failed_checks": [c["name"] for c in report.get("checks", []) if c.get("status") == "fail"],
-                "report": str(path),
+                "report": path.name,  # under <reports_dir>/maintenance; no absolute path to anonymous readers
             }
         )
     return out

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 NUM_PIXELS = 64  # 8x8 digits
 PIXEL_MAX = 16
-MAX_INSTANCES = 256
+MAX_INSTANCES = 4096  # hard cap of the schema; ServingSettings.max_rows (default 256) is the one enforced
 
 Pixel = Annotated[int, Field(strict=True, ge=0, le=PIXEL_MAX)]
 Image = Annotated[list[Pixel], Field(min_length=NUM_PIXELS, max_length=NUM_PIXELS)]
@@ -66,14 +66,45 @@ class ConfigChange(BaseModel):
     applies_to: str
 
 
-def model_config_body() -> type[BaseModel]:
-    """A strict, all-optional pydantic model of ModelConfig's fields (unknown fields rejected)."""
-    from model.config import ModelConfig
+# Sanity caps of the API on top of ModelConfig's own checks and its parameter budget: they keep a hostile
+# value (n_layers=10**9) from costing anything before the budget check builds the network on the meta device.
+MODEL_FIELD_BOUNDS: dict[str, tuple[int, int]] = {
+    "image_size": (1, 256),
+    "patch_size": (1, 256),
+    "channels": (1, 16),
+    "d_model": (1, 4096),
+    "n_layers": (1, 64),
+    "n_heads": (1, 256),
+    "mlp_ratio": (1, 16),
+    "num_classes": (1, 100_000),
+    "max_tasks": (1, 10_000),
+}
+NOT_SETTABLE = ("param_budget",)  # a stream's capacity (CT_PARAM_BUDGET), never raised through the API
 
-    kinds = {"int": int, "float": float, "str": str, "bool": bool}
+
+def model_config_body() -> type[BaseModel]:
+    """A strict, all-optional pydantic model of ModelConfig's settable fields, bounded, finite (unknown or
+    unsettable fields rejected)."""
+    from model.config import POOLS, ModelConfig
+
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(ModelConfig):
-        kind = kinds.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""), Any)
-        strict = kind is not float  # JSON 1 for a float field is fine; "8" for an int field is not
-        fields[f.name] = (Annotated[kind | None, Field(strict=strict)], None)
+        if f.name in NOT_SETTABLE:
+            continue
+        if f.name in MODEL_FIELD_BOUNDS:
+            lo, hi = MODEL_FIELD_BOUNDS[f.name]
+            kind: Any = Annotated[int, Field(strict=True, ge=lo, le=hi)]
+        elif f.name == "dropout":
+            kind = Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)]
+        elif f.name == "pool":
+            kind = Literal[POOLS]  # type: ignore[valid-type]
+        elif isinstance(f.default, bool):
+            kind = Annotated[bool, Field(strict=True)]
+        elif isinstance(f.default, float):
+            kind = Annotated[float, Field(allow_inf_nan=False)]  # JSON 1 for a float field is fine
+        elif isinstance(f.default, int):
+            kind = Annotated[int, Field(strict=True, ge=1)]
+        else:
+            kind = Annotated[str, Field(strict=True, max_length=64)]
+        fields[f.name] = (kind | None, None)
     return create_model("ModelConfigUpdate", __config__=ConfigDict(extra="forbid"), **fields)

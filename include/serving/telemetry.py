@@ -8,7 +8,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from include.ops.metrics import INFERENCE_DURATION, MEMORY_USAGE, RETENTION, memory_usage_samples
+from include.ops.metrics import (
+    INFERENCE_DURATION,
+    MEMORY_USAGE,
+    REQUESTS_SHED,
+    RETENTION,
+    memory_usage_samples,
+)
 from include.serving.registry import ModelStore
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -69,6 +75,11 @@ class Telemetry:
             "continual_transformer_predictions_total",
             "Images classified by /predict, by outcome",
             ["outcome"],
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            REQUESTS_SHED,
+            "/predict requests answered 503 + Retry-After because the batcher queue was full",
             registry=self.registry,
         )
         self.registry.register(_StateCollector(store))

@@ -36,10 +36,25 @@ def learned_once() -> Path:
     return learn_state(root)
 
 
-def install_state(learned: Path, var: Path) -> None:
-    """Copy a learned state and its task stream into a ct_env var/ folder (default locations)."""
+def install_state(learned: Path, var: Path, champion: bool = True) -> None:
+    """Copy a learned state and its task stream into a ct_env var/ folder (default locations); with
+    ``champion``, record the newest checkpoint as the last champion, as the training gate does when it passes."""
     shutil.copytree(learned / "state", var / "state")
     shutil.copytree(learned / "data", var / "data" / "split_digits")
+    if champion:
+        record_champion(var, checkpoints(var / "state")[0])
+
+
+def record_champion(var: Path, checkpoint: Path, version: str = "1") -> None:
+    """Write ``<var>/state/champion.json`` for ``checkpoint`` (what ``tracking.apply_gate`` writes on a pass)."""
+    from include.ops.champion_record import write_champion_record
+    from include.ops.settings import Settings
+    from model.fsio import sha256_file
+
+    settings = Settings(var_dir=var, state_dir=var / "state")
+    write_champion_record(
+        settings, version, checkpoint, sha256_file(checkpoint), checkpoint.stem.split("_", 2)[-1]
+    )
 
 
 @contextlib.contextmanager

@@ -26,5 +26,12 @@ def test_bench_serving_quick_writes_the_result_fields(tmp_path: Path):
     assert result["clients"] == 32 and result["quick"] is True
     assert result["errors"] == 0 and result["naive_errors"] == 0
     assert result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"]
-    assert set(result["targets_met"]) == {"p95_ms", "throughput_vs_naive", "batching_speedup"}
+    assert set(result["targets_met"]) == {"p95_ms", "throughput_vs_naive", "batching_speedup",
+                                          "predict_to_noop_rps_ratio"}  # fmt: skip
     assert "throughput vs naive" in proc.stdout
+    assert [row["clients"] for row in result["rows"]] == [32, 128]
+    for row in result["rows"]:
+        assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] and row["throughput_rps"] > 0
+        assert row["errors"] == 0 and row["noop_errors"] == 0 and 0.0 <= row["shed_rate"] < 1.0
+        assert row["predict_to_noop_rps_ratio"] > 0 and row["noop_throughput_rps"] > 0
+    assert result["predict_to_noop_rps_ratio"] == min(r["predict_to_noop_rps_ratio"] for r in result["rows"])

@@ -80,7 +80,26 @@ def test_corrupt_override_file_names_the_file(ct_env: Path):
 
 
 def test_model_overrides_are_checked_against_model_config(ct_env: Path):
-    runtime_config.set_model_overrides({"d_model": 96})
-    assert runtime_config.load_model_overrides() == {"d_model": 96}
+    runtime_config.set_model_overrides({"d_model": 48})
+    assert runtime_config.load_model_overrides() == {"d_model": 48}
     with pytest.raises(ValueError, match="d_model"):
         runtime_config.set_model_overrides({"d_model": 65})
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "match"),
+    [
+        ({"d_model": 100_000_000}, "d_model", "parameter budget"),
+        ({"d_model": 96}, "d_model", "parameter budget"),  # 167k parameters with the default 10-class head
+        ({"n_layers": 10**9}, "n_layers", "parameter budget"),
+        ({"dropout": float("nan")}, "dropout", "finite"),
+        ({"dropout": 1.5}, "dropout", r"\[0, 1\)"),
+        ({"mlp_ratio": 0}, "mlp_ratio", ">= 1"),
+        ({"patch_size": 0}, "patch_size", ">= 1"),
+    ],
+)
+def test_model_overrides_respect_bounds_and_the_parameter_budget(ct_env: Path, changes, field, match):
+    with pytest.raises(runtime_config.ConfigFieldError, match=match) as info:
+        runtime_config.set_model_overrides(changes)
+    assert info.value.field == field
+    assert runtime_config.load_model_overrides() == {}

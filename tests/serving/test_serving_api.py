@@ -39,7 +39,7 @@ def test_predict_returns_classes_and_probabilities_of_seen_classes(client):
     resp = client.post("/predict", json={"instances": images})
     assert resp.status_code == 200, resp.text
     body = resp.json()
-    assert body["model_source"] == "checkpoint" and body["model_version"] is None
+    assert body["model_source"] == "champion_record" and body["model_version"] == "1"
     probs = np.array(body["probabilities"])
     assert probs.shape == (12, 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
@@ -86,7 +86,10 @@ def test_metrics_expose_the_runbook_names(client):
     assert 'continual_transformer_memory_usage_bytes{device="cpu",type="total"}' in text
     assert 'continual_transformer_knowledge_retention_score{task="task_0"}' in text
     assert 'continual_transformer_predictions_total{outcome="ok"} 3.0' in text
-    assert 'continual_transformer_model_loaded{source="checkpoint",task_id="task_1",version=""} 1.0' in text
+    assert (
+        'continual_transformer_model_loaded{source="champion_record",task_id="task_1",version="1"} 1.0'
+        in text
+    )
     assert "process_resident_memory_bytes" in text
 
 
@@ -180,12 +183,12 @@ def test_model_config_get_and_put(client, auth, serving_env: Path):
     body = client.get("/api/config/model").json()
     assert body["loaded"]["d_model"] == 64 and body["overrides"] == {}
     assert body["effective"] == body["loaded"]
-    resp = client.put("/api/config/model", json={"d_model": 96, "n_heads": 4}, headers=auth)
+    resp = client.put("/api/config/model", json={"d_model": 48, "n_heads": 4}, headers=auth)
     assert resp.status_code == 200, resp.text
-    assert resp.json()["overrides"] == {"d_model": 96, "n_heads": 4} and resp.json()["differs_from_served"]
-    assert client.get("/api/config/model").json()["effective"]["d_model"] == 96
+    assert resp.json()["overrides"] == {"d_model": 48, "n_heads": 4} and resp.json()["differs_from_served"]
+    assert client.get("/api/config/model").json()["effective"]["d_model"] == 48
     stored = json.loads((serving_env / "config" / "model_overrides.json").read_text())
-    assert stored == {"d_model": 96, "n_heads": 4}
+    assert stored == {"d_model": 48, "n_heads": 4}
 
 
 @pytest.mark.parametrize(

@@ -16,11 +16,11 @@ def test_liveness(client):
     assert resp.json()["status"] == "ok"
 
 
-def test_without_registry_the_newest_good_checkpoint_is_served_degraded(client, serving_env: Path):
+def test_without_registry_the_recorded_champion_is_served_degraded(client, serving_env: Path):
     body = client.get("/health/model").json()
     assert body["loaded"] is True and body["status"] == "degraded"
-    assert body["source"] == "checkpoint" and body["version"] is None
-    assert Path(body["checkpoint_path"]).name == "task_001_task_1.pt"
+    assert body["source"] == "champion_record" and body["version"] == body["served_version"] == "1"
+    assert body["checkpoint_path"] == "checkpoints/task_001_task_1.pt"  # relative to the state folder
     assert body["task_id"] == "task_1"
     assert set(body["retention"]) == {"task_0", "task_1"}
     assert 0.0 <= body["mean_retention"] <= 1.0
@@ -30,7 +30,8 @@ def test_without_registry_the_newest_good_checkpoint_is_served_degraded(client, 
     assert everything.status_code == 200
     assert everything.json()["status"] == "degraded"
     assert any(
-        issue.startswith("model: serving fallback checkpoint") for issue in everything.json()["issues"]
+        issue.startswith("model: serving the last recorded champion v1")
+        for issue in everything.json()["issues"]
     )
 
 
@@ -54,19 +55,21 @@ def test_champion_whose_file_does_not_match_its_sha256_is_refused(serving_env: P
     register_champion(serving_env, newest, sha256="0" * 64)
     with serving_client() as client:
         body = client.get("/health/model").json()
-        assert body["source"] == "checkpoint"
+        assert body["source"] == "champion_record"
         assert any("!= registry tag" in issue for issue in body["issues"])
 
 
-def test_corrupted_newest_checkpoint_is_skipped(serving_env: Path):
+def test_corrupted_recorded_champion_is_refused_not_replaced_by_an_older_checkpoint(serving_env: Path):
     newest, older = checkpoints(serving_env / "state")
     data = bytearray(newest.read_bytes())
     data[len(data) // 2] ^= 0xFF
     newest.write_bytes(bytes(data))
     with serving_client() as client:
-        body = client.get("/health/model").json()
-        assert Path(body["checkpoint_path"]) == older
-        assert any("skipped 1 newer checkpoint" in issue for issue in body["issues"])
+        resp = client.get("/health/model")
+        assert (
+            resp.status_code == 503 and resp.json()["loaded"] is False
+        )  # the older file verifies: not gated
+        assert "!= champion record" in resp.json()["errors"][0]
 
 
 def test_no_model_at_all_is_unhealthy_503(serving_env: Path):
@@ -109,13 +112,13 @@ def test_low_retention_and_old_model_degrade(serving_env: Path):
 
 
 def test_reload_switches_to_the_champion_and_keeps_serving_on_failure(client, serving_env: Path, auth):
-    assert client.get("/health/model").json()["source"] == "checkpoint"
+    assert client.get("/health/model").json()["source"] == "champion_record"
     newest = checkpoints(serving_env / "state")[0]
     version = register_champion(serving_env, newest)
     resp = client.post("/api/model/reload", headers=auth)
     assert resp.status_code == 200, resp.text
     assert resp.json()["model"]["source"] == "registry" and resp.json()["model"]["version"] == version
-    assert resp.json()["previous"]["source"] == "checkpoint"
+    assert resp.json()["previous"]["source"] == "champion_record"
     (serving_env / "mlflow" / "mlflow.db").unlink()
     for path in (serving_env / "state" / "checkpoints").iterdir():
         path.unlink()

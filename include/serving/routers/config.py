@@ -1,16 +1,22 @@
-"""Operator overrides (runbook "Incident Response"): stored atomically, used by the next training run."""
+"""Operator overrides (runbook "Incident Response"): stored atomically, used by the next training run.
+
+Bodies are JSON whatever the content type (the runbook's ``curl -d`` sends a form type), parsed off the event
+loop; a bad value is a 422 naming the field, and nothing is stored.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 
 from include.ops import runtime_config
 from include.ops import serving_routes as routes
 from include.serving.auth import mount
+from include.serving.body import json_body, openapi_body
 from include.serving.schemas import (
     BatchSizeBody,
     ConfigChange,
@@ -26,37 +32,42 @@ NEXT_TRAINING = "the next training run (TrainConfig overrides)"
 ModelConfigUpdate = model_config_body()
 
 
-def _train_override(key: str, value: Any) -> ConfigChange:
+def _field_error(exc: ValueError, default: str) -> RequestValidationError:
+    field = exc.field if isinstance(exc, runtime_config.ConfigFieldError) else default
+    return RequestValidationError([{"type": "value_error", "loc": ("body", field), "msg": str(exc)}])
+
+
+def _train_override(key: str, value: Any, field: str) -> ConfigChange:
     try:
         overrides = runtime_config.set_train_overrides({key: value})
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise _field_error(exc, field) from None
     log.info("train override %s=%r accepted", key, value)
     return ConfigChange(changed={key: value}, overrides=overrides, applies_to=NEXT_TRAINING)
 
 
-@mount(router, routes.CONFIG_BATCH_SIZE)
-def set_batch_size(body: BatchSizeBody) -> ConfigChange:
+@mount(router, routes.CONFIG_BATCH_SIZE, openapi_extra=openapi_body(BatchSizeBody))
+def set_batch_size(body: BatchSizeBody = Depends(json_body(BatchSizeBody))) -> ConfigChange:
     """Training batch size (e.g. lower it after CUDA out-of-memory)."""
-    return _train_override("batch_size", body.value)
+    return _train_override("batch_size", body.value, "value")
 
 
-@mount(router, routes.CONFIG_LEARNING_RATE)
-def set_learning_rate(body: LearningRateBody) -> ConfigChange:
+@mount(router, routes.CONFIG_LEARNING_RATE, openapi_extra=openapi_body(LearningRateBody))
+def set_learning_rate(body: LearningRateBody = Depends(json_body(LearningRateBody))) -> ConfigChange:
     """Peak learning rate of the next training run."""
-    return _train_override("lr", body.value)
+    return _train_override("lr", body.value, "value")
 
 
-@mount(router, routes.CONFIG_WEIGHT_DECAY)
-def set_weight_decay(body: WeightDecayBody) -> ConfigChange:
+@mount(router, routes.CONFIG_WEIGHT_DECAY, openapi_extra=openapi_body(WeightDecayBody))
+def set_weight_decay(body: WeightDecayBody = Depends(json_body(WeightDecayBody))) -> ConfigChange:
     """AdamW weight decay of the next training run."""
-    return _train_override("weight_decay", body.value)
+    return _train_override("weight_decay", body.value, "value")
 
 
-@mount(router, routes.CONFIG_MIXED_PRECISION)
-def set_mixed_precision(body: MixedPrecisionBody) -> ConfigChange:
+@mount(router, routes.CONFIG_MIXED_PRECISION, openapi_extra=openapi_body(MixedPrecisionBody))
+def set_mixed_precision(body: MixedPrecisionBody = Depends(json_body(MixedPrecisionBody))) -> ConfigChange:
     """bf16 autocast on CUDA for the next training run."""
-    return _train_override("mixed_precision", body.enabled)
+    return _train_override("mixed_precision", body.enabled, "enabled")
 
 
 @mount(router, routes.CONFIG_MODEL_GET)
@@ -77,24 +88,19 @@ def get_model_config(request: Request) -> dict:
     }
 
 
-@mount(router, routes.CONFIG_MODEL_PUT)
-def put_model_config(request: Request, body: dict[str, Any] = Body(...)) -> dict:
-    """Store ModelConfig overrides for a new learner; the served model keeps its checkpoint's architecture."""
-    from pydantic import ValidationError
-
-    try:
-        update = ModelConfigUpdate.model_validate(body)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
-        ) from exc
+@mount(router, routes.CONFIG_MODEL_PUT, openapi_extra=openapi_body(ModelConfigUpdate))
+async def put_model_config(request: Request, update: Any = Depends(json_body(ModelConfigUpdate))) -> dict:
+    """Store ModelConfig overrides for a new learner once the whole config passes ModelConfig's checks and the
+    parameter budget; the served model keeps its checkpoint's architecture."""
     changes = update.model_dump(exclude_none=True)
     if not changes:
-        raise HTTPException(422, "body must set at least one ModelConfig field")
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "body must set at least one ModelConfig field"}]
+        )
     try:
-        overrides = runtime_config.set_model_overrides(changes)
+        overrides = await run_in_threadpool(runtime_config.set_model_overrides, changes)
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise _field_error(exc, next(iter(changes))) from None
     loaded = request.app.state.store.current
     differs = loaded is not None and any(loaded.config.get(k) != v for k, v in overrides.items())
     return {

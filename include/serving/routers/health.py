@@ -15,8 +15,9 @@ from include.serving.health import CheckResult, aggregate, model_check, system_c
 router = APIRouter(tags=["health"])
 
 
-def _respond(result: CheckResult) -> JSONResponse:
-    return JSONResponse(result.body(), status_code=503 if result.errors else 200)
+def _respond(request: Request, result: CheckResult) -> JSONResponse:
+    body = request.app.state.scrubber.scrub(result.body())
+    return JSONResponse(body, status_code=503 if result.errors else 200)
 
 
 @mount(router, routes.LIVENESS)
@@ -28,13 +29,14 @@ def liveness(request: Request) -> dict:
 @mount(router, routes.HEALTH_SYSTEM)
 def health_system(request: Request) -> JSONResponse:
     """CPU, memory, disk and GPU use against the configured thresholds."""
-    return _respond(system_check(request.app.state.paths, request.app.state.serving))
+    return _respond(request, system_check(request.app.state.paths, request.app.state.serving))
 
 
 @mount(router, routes.HEALTH_MODEL)
 def health_model(request: Request) -> JSONResponse:
-    """Whether a model is served, its version, age and last retention."""
-    return _respond(model_check(request.app.state.store, request.app.state.paths, request.app.state.serving))
+    """Whether a model is served, served vs registry version, age, last retention, the file still intact."""
+    state = request.app.state
+    return _respond(request, model_check(state.store, state.paths, state.serving))
 
 
 @mount(router, routes.HEALTH_ALL)
@@ -47,7 +49,7 @@ def health_all(request: Request) -> JSONResponse:
             "model": model_check(state.store, state.paths, state.serving),
         }
     )
-    return JSONResponse(body, status_code=code)
+    return JSONResponse(state.scrubber.scrub(body), status_code=code)
 
 
 @mount(router, routes.METRICS)

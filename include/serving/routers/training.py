@@ -15,13 +15,13 @@ router = APIRouter(tags=["training"])
 @mount(router, routes.JOBS_RECENT)
 def jobs_recent(request: Request, limit: int = Query(20, ge=1, le=200)) -> dict:
     """Newest training runs (MLflow) and maintenance runs (reports), newest first."""
-    return jobs.recent_jobs(request.app.state.paths, limit)
+    return request.app.state.scrubber.scrub(jobs.recent_jobs(request.app.state.paths, limit))
 
 
 @mount(router, routes.TRAINING_HISTORY)
 def training_history(request: Request, limit: int = Query(50, ge=1, le=500)) -> dict:
     """Every training run: loss per epoch, retention per task, summary metrics."""
-    return jobs.training_history(request.app.state.paths, limit)
+    return request.app.state.scrubber.scrub(jobs.training_history(request.app.state.paths, limit))
 
 
 @mount(router, routes.LR_SCHEDULE)
