@@ -8,18 +8,21 @@ space, verify backup completion. Each check is one task; `report` writes
 posts to the `alert_webhook` HTTP connection when the run fails.
 
 **Checks**
-- `app_health`: `GET <app_url>/health/all` (healthy = pass, degraded = warn, unhealthy/unreachable = fail).
+- `app_health`: `GET <app_url>/health/all` (healthy = pass, degraded = warn, unhealthy/unreachable = fail);
+  nothing listening there (connection refused) = `skipped: not running` (the one check that needs `make serve`).
 - `airflow_health`: the execution API answers (failed-run counts of the project DAGs); the api-server's
   `/api/v2/monitor/health` too when `CT_AIRFLOW_URL` is set.
 - `mlflow_health`: the tracking store answers; a missing `champion` alias warns.
 - `error_logs`: counts and samples the runbook's log patterns (`ERROR.*training`, `CUDA out of memory`,
   `loss.*diverged` fail; `slow.*inference`, `memory|leak|oom` warn) in every file under `CT_LOG_DIR`.
 - `disk_space`: used % of the filesystems holding var/, checkpoints, backups and logs against the threshold.
-- `backup`: the newest complete backup re-verified byte for byte (backup module) and not older than allowed.
+- `backup`: the newest complete backup re-verified byte for byte (backup module) and not older than allowed;
+  an incomplete newest backup (what `restore latest` would pass over) fails by name once older than 1 h;
+  no backup at all = `skipped: no backup yet`.
 
 **Params**: `app_url` (empty: env `CT_APP_URL`, else http://127.0.0.1:8000), `log_window_hours`,
 `disk_max_used_pct` (null: env `CT_DISK_MAX_USED_PCT`, else 85), `backup_max_age_hours`, `strict`
-(skipped / not-available checks fail too), `alert_on_warning`.
+(skipped / not-available checks fail too: use it where the app and backups are deployed), `alert_on_warning`.
 
 **When it fails** (runbook "Incident Response")
 - `app_health`: `curl <app>/health/all`; unhealthy model -> `POST /api/model/reload` (bearer token) or restart

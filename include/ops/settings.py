@@ -3,6 +3,8 @@
 Precedence, resolved once per use (see ``docs/architecture.md``):
 DAG param set in the trigger conf > operator override (``POST /api/config/*``) > environment > default here.
 Only this module reads the project's ``CT_*`` settings; everything else asks ``get_settings()``.
+Backups copy the values of these fields' env vars and nothing else (``include/ops/backup/config.py``): a field
+whose value must never leave the live configuration is typed ``SecretStr`` or marked ``SECRET_FIELD``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ RETENTION_THRESHOLD = 0.8  # runbook: knowledge retention < 0.8 pages someone
 ACCURACY_FLOOR = 0.9  # the newest task must reach this test accuracy for `champion`
 
 TrainingBackend = Literal["inprocess", "docker"]
+# json_schema_extra of a field whose value is secret: backups name it, never copy it
+SECRET_FIELD: dict[str, Any] = {"secret": True}
 
 
 class ServingSettings(BaseSettings):
@@ -31,7 +35,9 @@ class ServingSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    api_token: SecretStr | None = Field(None, validation_alias=AliasChoices("CT_API_TOKEN"))
+    api_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("CT_API_TOKEN"), json_schema_extra=SECRET_FIELD
+    )
     batching: bool = True  # False = one forward per request (the naive baseline of the benchmark)
     max_batch_size: int = Field(32, ge=1, le=4096)  # runbook "Batching Strategies" default
     batch_timeout_ms: float = Field(10.0, ge=0.0, le=1000.0)  # wait at most this long to fill a batch

@@ -10,12 +10,13 @@ import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from include.ops.backup.layout import (
     BACKUP_ID_RE,
+    FILE_MODE,
     MANIFEST_NAME,
     BackupError,
     BackupIntegrityError,
@@ -26,8 +27,10 @@ from include.ops.backup.layout import (
     ProgressLog,
     backup_path,
     backup_time,
+    make_private_dir,
     read_manifest,
     resolve_inside,
+    seal_modes,
     validate_backup_id,
 )
 from include.ops.backup.s3 import S3Store
@@ -75,6 +78,7 @@ class VerifyReport:
     path: str  # local folder that was verified (for S3: the downloaded replica, if kept)
     problems: list[str] = field(default_factory=list)
     extra_files: list[str] = field(default_factory=list)  # present but not in the manifest: never restored
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # newer backups ``latest`` passed over
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for XCom and the CLI."""
@@ -125,23 +129,72 @@ def list_backups(
     return out
 
 
-def latest_complete_backup(
+def _skip(info: BackupInfo, reason: str) -> dict[str, Any]:
+    """What ``latest`` says about a newer backup it did not use: id, why, and its age."""
+    age_h = (datetime.now(UTC) - info.created).total_seconds() / 3600
+    return {"backup_id": info.backup_id, "reason": reason, "age_hours": round(age_h, 2)}
+
+
+def latest_with_skipped(
     settings: Settings | None = None, source: str = "local", store: S3Store | None = None
-) -> BackupInfo | None:
-    """The newest backup whose manifest exists and is valid, or None."""
+) -> tuple[BackupInfo | None, list[dict[str, Any]]]:
+    """The newest complete backup (or None) and every newer backup it passed over, newest first, with why."""
     settings = settings or get_settings()
+    skipped: list[dict[str, Any]] = []
     for info in reversed(list_backups(settings, source, store)):
         if not info.complete:
+            skipped.append(_skip(info, info.problem or "incomplete: no valid manifest"))
             continue
         if source == "s3":
             try:
                 manifest = _need_store(store).get_manifest(info.backup_id)
             except BackupError as exc:
-                log.warning("skipping S3 backup %s: %s", info.backup_id, exc)
+                skipped.append(_skip(info, f"manifest unreadable: {exc}"))
                 continue
             info.files, info.bytes = len(manifest.files), manifest.total_bytes
-        return info
-    return None
+        return info, skipped
+    return None, skipped
+
+
+def describe_skipped(skipped: list[dict[str, Any]]) -> list[str]:
+    """One line per backup ``latest`` passed over: ``skipped newer backup <id> (<age> h old): <why>``."""
+    return [
+        f"skipped newer backup {s['backup_id']} ({s['age_hours']:g} h old): {s['reason']}" for s in skipped
+    ]
+
+
+def latest_complete_backup(
+    settings: Settings | None = None, source: str = "local", store: S3Store | None = None
+) -> BackupInfo | None:
+    """The newest backup whose manifest exists and is valid, or None (newer ones passed over are logged)."""
+    info, skipped = latest_with_skipped(settings, source, store)
+    for line in describe_skipped(skipped):
+        log.warning("%s backups: %s", source, line)
+    return info
+
+
+def resolve_backup(
+    requested: str | None,
+    settings: Settings | None = None,
+    source: str = "local",
+    store: S3Store | None = None,
+) -> tuple[str, list[dict[str, Any]]]:
+    """The backup id to use and, for ``latest``/None, the newer backups passed over (id, reason, age).
+
+    ``latest`` is the newest complete backup; every newer incomplete one is named and logged, never
+    silently skipped. Any other value must be a well-formed id (nothing is skipped then).
+    """
+    _check_source(source)
+    if requested in (None, "", LATEST):
+        latest, skipped = latest_with_skipped(settings, source, store)
+        lines = describe_skipped(skipped)
+        for line in lines:
+            log.warning("latest %s backup: %s", source, line)
+        if latest is None:
+            why = f" ({'; '.join(lines)})" if lines else ""
+            raise BackupNotFound(f"no complete {source} backup to use{why}")
+        return latest.backup_id, skipped
+    return validate_backup_id(requested), []
 
 
 def resolve_backup_id(
@@ -151,13 +204,7 @@ def resolve_backup_id(
     store: S3Store | None = None,
 ) -> str:
     """``latest``/None -> the latest complete backup's id; anything else must be a well-formed id."""
-    _check_source(source)
-    if requested in (None, "", LATEST):
-        latest = latest_complete_backup(settings, source, store)
-        if latest is None:
-            raise BackupNotFound(f"no complete {source} backup to use")
-        return latest.backup_id
-    return validate_backup_id(requested)
+    return resolve_backup(requested, settings, source, store)[0]
 
 
 def load_manifest(
@@ -215,7 +262,7 @@ def fetch_backup(
     manifest = store.get_manifest(backup_id)
     if dest.exists():
         shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    make_private_dir(dest)
     problems = []
     tracker = ProgressLog(f"download {backup_id}", len(manifest.files), manifest.total_bytes, progress)
     for entry in manifest.files:
@@ -233,8 +280,9 @@ def fetch_backup(
         elif digest != entry.sha256:
             problems.append(f"{entry.path}: sha256 {digest} != recorded {entry.sha256}")
         tracker.advance(size)
+    seal_modes(dest)
     if not problems:
-        atomic_write_bytes(dest / MANIFEST_NAME, manifest.to_json())
+        atomic_write_bytes(dest / MANIFEST_NAME, manifest.to_json(), mode=FILE_MODE)
     return manifest, problems
 
 
@@ -254,7 +302,7 @@ def verify_backup(
     With ``keep_download`` an S3 backup's verified replica stays in ``<backup_dir>/.fetch/<id>``.
     """
     settings = settings or get_settings()
-    backup_id = resolve_backup_id(backup_id, settings, source, store)
+    backup_id, skipped = resolve_backup(backup_id, settings, source, store)
     started = time.monotonic()
     if source == "local":
         root = backup_path(settings.backup_dir, backup_id)
@@ -276,6 +324,7 @@ def verify_backup(
         path=str(root),
         problems=problems,
         extra_files=extra,
+        skipped=skipped,
     )
     if problems:
         log.error("backup %s (%s) failed verification: %s", backup_id, source, problems)

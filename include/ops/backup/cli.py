@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from include.ops.backup.catalog import describe_skipped
 from include.ops.backup.layout import BACKUP_ID_RE, BackupError
 from include.ops.backup.s3 import S3Store, StoreFactory
 from include.ops.lock import MaintenanceLocked
@@ -132,6 +133,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     lines = [
         f"backup {report.backup_id} ({report.source}): {'OK' if report.ok else 'CORRUPTED'}, {report.files} files"
     ]
+    lines += [f"  WARNING {line}" for line in describe_skipped(report.skipped)]
     lines += [f"  BAD {p}" for p in report.problems] + [f"  extra (ignored) {p}" for p in report.extra_files]
     _print(report.to_dict(), args.json, lines)
     return 0 if report.ok else 1
@@ -164,6 +166,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     lines = [
         f"{verb} backup {result.backup_id} ({result.source}): {result.files} files in {result.seconds:.1f}s"
     ]
+    lines += [f"  WARNING {line}" for line in describe_skipped(result.skipped)]
     for area, change in result.changes.items():
         lines.append(
             f"  {area}: +{len(change['added'])} added, ~{len(change['changed'])} changed, -{len(change['removed'])} removed"
@@ -172,7 +175,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if path:
             lines.append(f"  previous {key} kept at {path}")
     if result.config.get("missing_secrets"):
-        lines.append(f"  SECRETS TO PROVIDE (not in backup): {', '.join(result.config['missing_secrets'])}")
+        lines.append(
+            "  SECRETS TO PROVIDE (not in backup: secrets and keys off the allowlist): "
+            + ", ".join(result.config["missing_secrets"])
+        )
     if not args.dry_run:
         lines.append("  next: make test-validation; restart/reload the serving app")
     _print(result.to_dict(), args.json, lines)
@@ -219,7 +225,9 @@ def cmd_drill(args: argparse.Namespace) -> int:
         f"DR drill of backup {report.backup_id}: {'PASSED' if report.ok else 'FAILED'}",
         f"  RTO (restore + validation): {report.restore_seconds}s; RPO (backup age): {report.backup_age_seconds}s",
         f"  report: {report.report_path}",
-    ] + [f"  PROBLEM {p}" for p in report.problems]
+    ]
+    lines += [f"  WARNING {line}" for line in describe_skipped(report.skipped)]
+    lines += [f"  PROBLEM {p}" for p in report.problems]
     _print(report.to_dict(), args.json, lines)
     return 0 if report.ok else 1
 

@@ -1,32 +1,40 @@
-"""Effective configuration for backups: captured with secrets removed, restored without clobbering secrets.
+"""Effective configuration for backups: only allowlisted values captured, restored without clobbering the rest.
 
-A key is secret when its name matches ``SECRET_NAME_RE`` (PASSWORD, SECRET, TOKEN, KEY, CONN, ...) or its value
-carries URL credentials (``scheme://user:password@host``). Secret values are never written to a backup and
-never logged; only their names are kept so a restore can say which secrets the operator must provide.
+The allowlist is derived from the one ``Settings`` model (``include/ops/settings.py``, with its
+``ServingSettings``): a variable's value is written to a backup only when it is the env name of a settings
+field that is not secret. A field is secret when it is typed ``SecretStr``, is marked
+``json_schema_extra={"secret": True}``, or is named like a webhook (a webhook URL carries its token in the
+path, so webhook URLs are never backed up). A URL-valued value of an allowlisted field is kept only when it
+holds no user info, query or fragment (``postgresql://user:pw@db``, ``...?token=``). Everything else, unknown
+variables included, is left out and listed by name only, so a restore can say what the operator must
+provide; such values are never logged.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
-import re
+import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings
+
 from include.ops.config_check.envfile import format_line, parse_env_text
-from include.ops.settings import Settings, get_settings
+from include.ops.config_check.specs import env_names
+from include.ops.settings import ServingSettings, Settings, get_settings
 from model.fsio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-SECRET_NAME_RE = re.compile(
-    r"PASSWORD|PASSWD|SECRET|TOKEN|KEY|CONN|CREDENTIAL|PRIVATE|AUTH|COOKIE|SESSION|SIGNATURE|DSN|WEBHOOK",
-    re.IGNORECASE,
-)
+# variables whose NAMES the backup lists (their values only when allowlisted)
 CONFIG_PREFIXES = (
     "CT_",
     "MLFLOW_",
@@ -36,8 +44,14 @@ CONFIG_PREFIXES = (
     "AWS_",
     "S3_",
     "PUSHGATEWAY_",
+    "SMTP_",
 )
 CONFIG_NAMES = ("AIRFLOW_HOME", "ENVIRONMENT", "LOG_LEVEL", "ENABLE_METRICS", "GX_ANALYTICS_ENABLED")
+RULE = (
+    "allowlist: only env names of Settings/ServingSettings fields not marked secret (SecretStr, "
+    'json_schema_extra={"secret": True}, webhook fields) keep their values; URL values only without user '
+    "info, query or fragment; every other key is listed by name only"
+)
 
 
 def env_file_path() -> Path:
@@ -45,23 +59,48 @@ def env_file_path() -> Path:
     return get_settings().env_file
 
 
-def _has_url_credentials(value: str) -> bool:
+def _holds_secret_type(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    return any(_holds_secret_type(arg) for arg in typing.get_args(annotation))
+
+
+def field_is_secret(name: str, info: FieldInfo) -> bool:
+    """True for a settings field whose value never leaves the live configuration."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return bool(extra.get("secret")) or _holds_secret_type(info.annotation) or "webhook" in name.lower()
+
+
+@functools.cache
+def public_env_names() -> frozenset[str]:
+    """The allowlist: env names of every ``Settings``/``ServingSettings`` field that is not secret."""
+    out = set()
+    for model in (Settings, ServingSettings):
+        for env, name in env_names(model).items():
+            if not field_is_secret(name, model.model_fields[name]):
+                out.add(env)
+    return frozenset(out)
+
+
+def _url_is_clean(value: str) -> bool:
+    """A value that is not a URL, or a URL without user info, query or fragment."""
     if "://" not in value:
-        return False
+        return True
     try:
-        return urlsplit(value.strip()).password is not None
+        parts = urlsplit(value.strip())
+        return not (parts.username or parts.password or parts.query or parts.fragment or "@" in parts.netloc)
     except ValueError:
-        return True  # unparsable URL-looking value: treat as secret
+        return False  # unparsable URL-looking value: keep it out
 
 
-def is_secret(name: str, value: str | None = None) -> bool:
-    """True when ``name`` looks like a secret, or ``value`` embeds URL credentials."""
-    return bool(SECRET_NAME_RE.search(name)) or (value is not None and _has_url_credentials(value))
+def is_public(name: str, value: str | None = None) -> bool:
+    """True when ``name`` is on the allowlist and ``value`` (if given) embeds no URL credentials or query."""
+    return name in public_env_names() and (value is None or _url_is_clean(value))
 
 
-def split_secrets(values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """``(non-secret values, sorted secret names)`` of a key/value mapping."""
-    plain = {k: v for k, v in values.items() if not is_secret(k, v)}
+def split_public(values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """``(allowlisted values, sorted names of everything left out)`` of a key/value mapping."""
+    plain = {k: v for k, v in values.items() if is_public(k, v)}
     return dict(sorted(plain.items())), sorted(k for k in values if k not in plain)
 
 
@@ -80,51 +119,72 @@ def render_env_file(values: Mapping[str, str], comments: list[str] | None = None
     return "\n".join(lines) + "\n"
 
 
-def _redact_settings(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Settings as strings (nested ones as dicts), any value holding URL credentials redacted."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            out[key] = _redact_settings(value)
-            continue
-        text = str(value)
-        out[key] = "<redacted: holds credentials>" if _has_url_credentials(text) else text
-    return out
+def _public_settings(model: BaseSettings, prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+    """Resolved settings of the allowlisted fields (nested models as dicts) and the names left out."""
+    values: dict[str, Any] = {}
+    left_out: list[str] = []
+    dumped = model.model_dump(mode="json")
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            nested, nested_out = _public_settings(value, f"{prefix}{name}.")  # type: ignore[arg-type]
+            values[name] = nested
+            left_out += nested_out
+        elif field_is_secret(name, info) or not _url_is_clean(str(dumped[name])):
+            left_out.append(prefix + name)
+        else:
+            values[name] = dumped[name]
+    return values, left_out
 
 
 def capture_config(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The effective configuration as a JSON-ready dict holding no secret value (names only)."""
+    """The effective configuration as a JSON-ready dict: allowlisted values only, every other key by name."""
     environ = os.environ if environ is None else environ
     selected = {k: v for k, v in environ.items() if k.startswith(CONFIG_PREFIXES) or k in CONFIG_NAMES}
-    env_plain, env_secrets = split_secrets(selected)
+    env_plain, env_out = split_public(selected)
     path = env_file_path()
     file_plain: dict[str, str] = {}
-    file_secrets: list[str] = []
+    file_out: list[str] = []
     if path.is_file():
-        file_plain, file_secrets = split_secrets(parse_env_file(path.read_text(), str(path)))
-    resolved = _redact_settings(settings.model_dump(mode="json"))
+        file_plain, file_out = split_public(parse_env_file(path.read_text(), str(path)))
+    resolved, settings_out = _public_settings(settings)
     return {
-        "redaction": f"values of names matching /{SECRET_NAME_RE.pattern}/i or holding URL credentials are removed",
-        "environment": {"values": env_plain, "secrets": env_secrets},
+        "redaction": RULE,
+        "environment": {"values": env_plain, "left_out": env_out},
         "env_file": {
             "path": str(path),
             "present": path.is_file(),
             "values": file_plain,
-            "secrets": file_secrets,
+            "left_out": file_out,
         },
         "settings": resolved,
+        "settings_left_out": sorted(settings_out),
     }
+
+
+def left_out_names(captured: Mapping[str, Any]) -> list[str]:
+    """Every key a captured configuration names without its value (``secrets`` in backups made before)."""
+    names: set[str] = set()
+    for section in ("environment", "env_file"):
+        part = captured.get(section) or {}
+        names.update(part.get("left_out", part.get("secrets", [])))
+    return sorted(names)
+
+
+def _section(captured: Mapping[str, Any], name: str) -> tuple[dict[str, str], list[str]]:
+    part = captured[name]
+    return dict(part.get("values", {})), list(part.get("left_out", part.get("secrets", [])))
 
 
 @dataclass
 class ConfigRestoreReport:
-    """What a configuration restore did (or would do): names only, never secret values."""
+    """What a configuration restore did (or would do): names only, never values left out of the backup."""
 
     env_file: str
     written: bool
-    restored: list[str] = field(default_factory=list)  # non-secret keys taken from the backup
-    kept_secrets: list[str] = field(default_factory=list)  # live secrets left untouched
-    missing_secrets: list[str] = field(default_factory=list)  # secrets the backup names but nobody provides
+    restored: list[str] = field(default_factory=list)  # allowlisted keys taken from the backup
+    kept_secrets: list[str] = field(default_factory=list)  # live values not on the allowlist, left untouched
+    missing_secrets: list[str] = field(default_factory=list)  # keys the backup names but nobody provides
     kept_live_only: list[str] = field(default_factory=list)  # live keys the backup does not know
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,31 +198,30 @@ def restore_config(
     dry_run: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> ConfigRestoreReport:
-    """Rebuild the env file at ``target`` from a captured config; live secrets always win, missing ones reported.
+    """Rebuild the env file at ``target`` from a captured config; live non-allowlisted values always win.
 
-    Non-secret keys come from the backup; a secret is kept from the live env file, or left to the live
-    environment when set there; a secret nobody provides is written as a commented placeholder and listed in
-    ``missing_secrets``. Live keys unknown to the backup are kept.
+    Allowlisted keys come from the backup; a key the backup left out is kept from the live env file, or left
+    to the live environment when set there; one nobody provides is written as a commented placeholder and
+    listed in ``missing_secrets``. Live keys unknown to the backup are kept.
     """
     environ = os.environ if environ is None else environ
     try:
-        backup_values = dict(captured["env_file"]["values"])
-        backup_secrets = list(captured["env_file"]["secrets"])
-        env_secrets = list(captured["environment"]["secrets"])
-    except (KeyError, TypeError) as exc:
+        backup_values, backup_out = _section(captured, "env_file")
+        _, env_out = _section(captured, "environment")
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"captured configuration is malformed (missing {exc})") from exc
     live = parse_env_file(target.read_text(), str(target)) if target.is_file() else {}
     report = ConfigRestoreReport(env_file=str(target), written=False)
     merged: dict[str, str] = {}
     for key, value in backup_values.items():
-        if key in live and is_secret(key, live[key]):
-            report.kept_secrets.append(key)  # the live value is secret: never replace it
+        if key in live and not is_public(key, live[key]):
+            report.kept_secrets.append(key)  # the live value is not allowlisted: never replace it
             merged[key] = live[key]
-        else:
+        elif is_public(key, value):
             merged[key] = value
             report.restored.append(key)
     placeholders = []
-    for key in sorted(set(backup_secrets) | set(env_secrets)):
+    for key in sorted(set(backup_out) | set(env_out)):
         if key in live:
             merged[key] = live[key]
             report.kept_secrets.append(key)
@@ -170,17 +229,17 @@ def restore_config(
             report.kept_secrets.append(key)  # provided by the live environment; not copied into the file
         else:
             report.missing_secrets.append(key)
-            if key in backup_secrets:
-                placeholders.append(f"{key}=<secret not in backup: set it>")
+            if key in backup_out:
+                placeholders.append(f"{key}=<not in backup: set it>")
     for key, value in live.items():
         if key not in merged and key not in report.kept_secrets:
             merged[key] = value
             report.kept_live_only.append(key)
     report.kept_secrets = sorted(set(report.kept_secrets))
     if report.missing_secrets:
-        log.warning("secrets the backup does not hold and the live system lacks: %s", report.missing_secrets)
-    if not dry_run and (backup_values or backup_secrets or live):
-        comments = ["restored by include.ops.backup (secrets are never backed up)", *placeholders]
+        log.warning("keys the backup does not hold and the live system lacks: %s", report.missing_secrets)
+    if not dry_run and (backup_values or backup_out or live):
+        comments = ["restored by include.ops.backup (only allowlisted values are backed up)", *placeholders]
         atomic_write_bytes(target, render_env_file(merged, comments).encode(), mode=0o600)
         report.written = True
     return report

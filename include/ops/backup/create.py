@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from include.ops.backup.layout import (
+    FILE_MODE,
     MANIFEST_NAME,
     BackupError,
     Manifest,
@@ -128,7 +129,7 @@ def commit_backup(backup_id: str, settings: Settings | None = None, store: S3Sto
             )
         manifest.remote = store.describe()
         store.put_manifest(manifest)
-    atomic_write_bytes(root / MANIFEST_NAME, manifest.to_json())
+    atomic_write_bytes(root / MANIFEST_NAME, manifest.to_json(), mode=FILE_MODE)
     (root / PENDING_NAME).unlink(missing_ok=True)
     log.info(
         "backup %s committed (%d files, %.1f MB)", backup_id, len(manifest.files), manifest.total_bytes / 1e6

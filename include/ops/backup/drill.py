@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from include.ops.backup.catalog import load_manifest, resolve_backup_id
+from include.ops.backup.catalog import load_manifest, resolve_backup
 from include.ops.backup.layout import BackupError, ProgressFn
 from include.ops.backup.restore import restore_backup
 from include.ops.backup.s3 import S3Store
@@ -64,6 +64,7 @@ class DrillReport:
     problems: list[str] = field(default_factory=list)
     report_path: str | None = None
     metrics_pushed: bool = False
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # newer backups ``latest`` passed over
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for XCom and the CLI."""
@@ -121,7 +122,7 @@ def dr_drill(
     scratch = Path(tempfile.mkdtemp(prefix="dr-drill-", dir=base))
     started = time.monotonic()
     try:
-        report.backup_id = resolve_backup_id(backup_id, settings, source, store)
+        report.backup_id, report.skipped = resolve_backup(backup_id, settings, source, store)
         manifest = load_manifest(report.backup_id, settings, source, store)
         report.backup_created_at, report.backup_completed_at = manifest.created_at, manifest.completed_at
         report.backup_age_seconds = round((now - manifest.created).total_seconds(), 3)

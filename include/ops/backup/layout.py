@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,8 @@ BACKUP_ID_RE = re.compile(BACKUP_ID_PATTERN)
 ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 ROOTS = ("state", "mlflow", "config", "data")  # the only top-level folders a manifest may name
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+DIR_MODE = 0o700  # every folder of a backup (and the backup root it creates)
+FILE_MODE = 0o600  # every file of a backup; the source's own mode is recorded in the manifest
 
 # progress(stage, done, total, done_bytes): long operations report through it and log every few seconds
 ProgressFn = Callable[[str, int, int, int], None]
@@ -123,11 +126,16 @@ def backup_path(backup_dir: Path, backup_id: str) -> Path:
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One file of a backup: path relative to the backup folder, size in bytes, hex sha256."""
+    """One file of a backup: path relative to the backup folder, size in bytes, hex sha256, source mode.
+
+    ``mode`` holds the permission bits the live file had at backup time (a restore applies them); None for
+    files the backup generated itself, and in backups made before modes were recorded.
+    """
 
     path: str
     size: int
     sha256: str
+    mode: int | None = None
 
 
 @dataclass
@@ -168,7 +176,7 @@ class Manifest:
     def body(self) -> dict[str, Any]:
         """The manifest as a JSON-ready dict without its checksum."""
         data = asdict(self)
-        data["files"] = [asdict(f) for f in self.files]
+        data["files"] = [{k: v for k, v in asdict(f).items() if v is not None} for f in self.files]
         return data
 
     def to_json(self) -> bytes:
@@ -192,8 +200,15 @@ class Manifest:
             files = []
             seen = set()
             for item in data["files"]:
-                entry = FileEntry(safe_relpath(item["path"], where), int(item["size"]), str(item["sha256"]))
-                if entry.size < 0 or not SHA256_RE.fullmatch(entry.sha256) or entry.path in seen:
+                mode = item.get("mode")
+                entry = FileEntry(
+                    safe_relpath(item["path"], where),
+                    int(item["size"]),
+                    str(item["sha256"]),
+                    None if mode is None else int(mode),
+                )
+                bad_mode = entry.mode is not None and not 0 <= entry.mode <= 0o7777
+                if entry.size < 0 or not SHA256_RE.fullmatch(entry.sha256) or entry.path in seen or bad_mode:
                     raise ValueError(f"bad file entry {item!r}")
                 seen.add(entry.path)
                 files.append(entry)
@@ -261,13 +276,20 @@ def _buffer(fileobj) -> bytearray:
     return bytearray(min(CHUNK, os.fstat(fileobj.fileno()).st_size + 1))
 
 
-def copy_hashed(src: Path, dst: Path, fsync: bool = True, make_parents: bool = True) -> tuple[int, str]:
-    """Copy ``src`` to ``dst`` hashing the bytes on the way (one read); return ``(size, sha256)``."""
+def copy_hashed(
+    src: Path, dst: Path, fsync: bool = True, make_parents: bool = True, mode: int | None = None
+) -> tuple[int, str]:
+    """Copy ``src`` to ``dst`` hashing the bytes on the way (one read); return ``(size, sha256)``.
+
+    ``mode``: the permission bits ``dst`` gets (exactly, whatever the umask); None keeps the default.
+    """
     digest = hashlib.sha256()
     size = 0
     if make_parents:
         dst.parent.mkdir(parents=True, exist_ok=True)
     with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+        if mode is not None:
+            os.fchmod(fout.fileno(), mode)
         buf = _buffer(fin)
         view = memoryview(buf)
         while n := fin.readinto(buf):
@@ -277,6 +299,32 @@ def copy_hashed(src: Path, dst: Path, fsync: bool = True, make_parents: bool = T
         if fsync:
             os.fsync(fout.fileno())
     return size, digest.hexdigest()
+
+
+def file_mode(path: Path) -> int:
+    """The permission bits of ``path`` (what a manifest records)."""
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) as ``DIR_MODE`` folders; an existing ``path`` is tightened too."""
+    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    os.chmod(path, DIR_MODE)
+    return path
+
+
+def seal_modes(root: Path) -> None:
+    """Every folder under ``root`` (itself included) ``DIR_MODE``, every file ``FILE_MODE``; symlinks untouched."""
+    os.chmod(root, DIR_MODE)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, DIR_MODE)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, FILE_MODE)
 
 
 def read_manifest(folder: Path) -> Manifest:

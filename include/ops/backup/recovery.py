@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from include.ops.backup.catalog import load_manifest, resolve_backup_id, verify_backup
+from include.ops.backup.catalog import describe_skipped, load_manifest, resolve_backup, verify_backup
 from include.ops.backup.layout import (
     BackupIntegrityError,
     BackupNotFound,
@@ -61,11 +61,16 @@ class ApiEndpoint:
 def plan_recovery(
     backup_id: str, source: str, dry_run: bool, store: S3Store | None = None, settings: Settings | None = None
 ) -> dict[str, Any]:
-    """Pick the backup (``latest``: the newest complete one); it must have a valid manifest. The plan dict."""
-    backup_id = resolve_backup_id(backup_id, settings, source, store)
+    """Pick the backup (``latest``: the newest complete one); it must have a valid manifest. The plan dict.
+
+    ``skipped`` names the newer backups ``latest`` passed over (incomplete) and why.
+    """
+    backup_id, skipped = resolve_backup(backup_id, settings, source, store)
     manifest = load_manifest(backup_id, settings, source, store)
+    for line in describe_skipped(skipped):
+        log.warning("disaster recovery: %s", line)
     log.info("restoring backup %s (%s) made %s", backup_id, source, manifest.created_at)
-    return {"backup_id": backup_id, "source": source, "dry_run": bool(dry_run)}
+    return {"backup_id": backup_id, "source": source, "dry_run": bool(dry_run), "skipped": skipped}
 
 
 def lock_for_recovery(plan: Mapping[str, Any], holder: str, settings: Settings | None = None) -> str:
@@ -160,6 +165,7 @@ def recovery_summary(
         "ok": all(steps.values()) and bool(validated.get("ok")),
         "backup_id": plan.get("backup_id"),
         "source": plan.get("source"),
+        "skipped": plan.get("skipped", []),
         "dry_run": plan.get("dry_run"),
         "steps": steps,
         "problems": list(validated.get("problems", []))

@@ -27,7 +27,7 @@ from include.ops.backup.catalog import (
     fetch_backup,
     fetch_dir,
     load_manifest,
-    resolve_backup_id,
+    resolve_backup,
     verify_backup,
 )
 from include.ops.backup.config import restore_config
@@ -75,6 +75,8 @@ class RestoreResult:
     previous: dict[str, str] = field(default_factory=dict)  # pre-restore copies of the live folders
     config: dict[str, Any] = field(default_factory=dict)
     mlflow: dict[str, Any] = field(default_factory=dict)
+    # newer backups ``latest`` passed over (incomplete), each with why
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for XCom, reports and the CLI."""
@@ -116,6 +118,8 @@ def restore_backup(
 ) -> RestoreResult:
     """Restore backup ``backup_id`` (None/``latest``: latest complete) from ``source`` into ``target`` (live).
 
+    With ``latest``, newer incomplete backups passed over are named in ``RestoreResult.skipped`` (and logged).
+
     Order: validate the id -> take the maintenance lock (live target, not for a dry run; re-entrant for
     ``holder``) -> verify every checksum -> stage -> (``dry_run``: report the changes and stop) -> swap
     folders, MLflow store, configuration. Raises BackupIntegrityError naming bad files before anything live
@@ -123,7 +127,7 @@ def restore_backup(
     """
     settings = settings or get_settings()
     target = target or RestoreTarget.live_target(settings)
-    backup_id = resolve_backup_id(backup_id, settings, source, store)
+    backup_id, skipped = resolve_backup(backup_id, settings, source, store)
     started = time.monotonic()
     # a dry run only reads live state: it needs no lock (and must not block on a recovery in progress)
     needs_lock = target.live and not dry_run
@@ -139,6 +143,7 @@ def restore_backup(
             files=len(manifest.files),
             bytes=manifest.total_bytes,
             seconds=0.0,
+            skipped=skipped,
         )
         staged = _Staged.plan(root, manifest, target)
         try:
@@ -207,7 +212,8 @@ class _Staged:
         stage_tree(self.root, self.manifest, mlflow_store.ARTIFACTS, self.artifacts, progress)
         if self.db is not None and self.live_db is not None:
             self.db.parent.mkdir(parents=True, exist_ok=True)
-            copy_hashed(resolve_inside(self.root, mlflow_store.SQLITE_DUMP), self.db)
+            dump_entry = self.manifest.entry(mlflow_store.SQLITE_DUMP)
+            copy_hashed(resolve_inside(self.root, mlflow_store.SQLITE_DUMP), self.db, mode=dump_entry.mode)
             mlflow_store.sqlite_integrity(self.db)
             if self.target.live and not result.dry_run:
                 result.mlflow["kept_live_secret_rows"] = mlflow_store.carry_live_secrets(

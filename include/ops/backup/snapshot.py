@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import socket
 import time
@@ -18,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from include.ops.backup import mlflow_store
-from include.ops.backup.config import capture_config, write_config_json
+from include.ops.backup.config import RULE, capture_config, left_out_names, write_config_json
 from include.ops.backup.evaluate import task_accuracies
 from include.ops.backup.layout import (
+    DIR_MODE,
+    FILE_MODE,
     MANIFEST_NAME,
     BackupError,
     FileEntry,
@@ -29,8 +32,11 @@ from include.ops.backup.layout import (
     ProgressLog,
     backup_path,
     copy_hashed,
+    file_mode,
+    make_private_dir,
     new_backup_id,
     read_manifest,
+    seal_modes,
     sync_files,
 )
 from include.ops.backup.sources import (
@@ -73,7 +79,8 @@ class _Copier:
 
     Files are copied by ``COPY_THREADS`` workers (SHA-256 and file I/O release the GIL, so hashing one file
     overlaps copying another) without a per-file fsync; :meth:`flush` makes everything durable at once,
-    before the manifest is written.
+    before the manifest is written. Copies are ``FILE_MODE`` in ``DIR_MODE`` folders; each entry records
+    the mode its source had, which a restore applies.
     """
 
     def __init__(self, root: Path, progress: ProgressFn | None) -> None:
@@ -87,39 +94,45 @@ class _Copier:
         total = sum(p.stat().st_size for _, p in files if p.exists())
         tracker = ProgressLog(stage, len(files), total, self.progress)
 
-        def one(item: tuple[str, Path]) -> tuple[str, Path, int, str]:
+        def one(item: tuple[str, Path]) -> tuple[str, Path, int, str, int]:
             rel, src = item
             dst = self.root / prefix / rel
-            size, digest = copy_hashed(src, dst, fsync=False, make_parents=False)
-            return f"{prefix}/{rel}", dst, size, digest
+            mode = file_mode(src)
+            size, digest = copy_hashed(src, dst, fsync=False, make_parents=False, mode=FILE_MODE)
+            return f"{prefix}/{rel}", dst, size, digest, mode
 
         for folder in sorted({(self.root / prefix / rel).parent for rel, _ in files}):
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
 
         with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
             futures = [pool.submit(one, item) for item in files]
             for future in as_completed(futures):
-                rel, dst, size, digest = future.result()
-                self.entries.append(FileEntry(rel, size, digest))
+                rel, dst, size, digest, mode = future.result()
+                self.entries.append(FileEntry(rel, size, digest, mode))
                 self.written.append(dst)
                 tracker.advance(size)
 
-    def add_existing(self, rel: str) -> None:
-        """Record a file already written into the backup folder (hashing it)."""
+    def add_existing(self, rel: str, mode: int | None = None) -> None:
+        """Record a file already written into the backup folder (hashing it); ``mode``: its source's mode."""
         path = self.root / rel
-        self.entries.append(FileEntry(rel, path.stat().st_size, sha256_file(path)))
+        os.chmod(path, FILE_MODE)
+        self.entries.append(FileEntry(rel, path.stat().st_size, sha256_file(path), mode))
         self.written.append(path)
 
     def add_bytes(self, rel: str, data: bytes) -> None:
         """Write ``data`` into the backup folder and record it."""
         path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), FILE_MODE)
+            f.write(data)
         self.entries.append(FileEntry(rel, len(data), hashlib.sha256(data).hexdigest()))
         self.written.append(path)
 
     def flush(self) -> None:
-        """Every file and folder written so far reaches the disk (one syncfs, else fsync each)."""
+        """Seal the modes (folders ``DIR_MODE``, files ``FILE_MODE``), then make everything durable."""
+        seal_modes(self.root)
         sync_files(self.root, self.written)
 
 
@@ -137,9 +150,10 @@ def _copy_mlflow_store(
     uri = settings.mlflow_tracking_uri
     if kind == "sqlite" and mlflow_store.sqlite_path(uri).is_file():
         dump = copier.root / mlflow_store.SQLITE_DUMP
-        scrubbed = mlflow_store.dump_sqlite(mlflow_store.sqlite_path(uri), dump)
+        live_db = mlflow_store.sqlite_path(uri)
+        scrubbed = mlflow_store.dump_sqlite(live_db, dump)
         registry = mlflow_store.registry_from_sqlite(dump, settings)
-        copier.add_existing(mlflow_store.SQLITE_DUMP)
+        copier.add_existing(mlflow_store.SQLITE_DUMP, file_mode(live_db))
         return registry, scrubbed
     if kind == "postgresql":
         registry = mlflow_store.registry_snapshot(settings)
@@ -158,7 +172,7 @@ def _copy_consistent_state(
     for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
         if root.exists():
             shutil.rmtree(root)
-        root.mkdir(parents=True)
+        make_private_dir(root)  # 0700 before the first byte lands: nobody else can read in during the copy
         copier = _Copier(root, progress)
         tick = time.monotonic()
         state_files = walk_files(settings.state_dir)
@@ -208,7 +222,7 @@ def snapshot_backup(
     """
     settings = settings or get_settings()
     assert_not_locked("backup", settings.lock_file)
-    settings.backup_dir.mkdir(parents=True, exist_ok=True)
+    settings.backup_dir.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     backup_id = backup_id or allocate_backup_id(settings.backup_dir)
     root = backup_path(settings.backup_dir, backup_id)
     if (root / MANIFEST_NAME).exists():
@@ -268,12 +282,13 @@ def snapshot_backup(
         evaluation=evaluation,
         config={
             "path": CONFIG_PATH,
-            "secrets_removed": sorted(
-                set(captured["environment"]["secrets"]) | set(captured["env_file"]["secrets"])
-            ),
+            "rule": RULE,
+            "left_out": left_out_names(captured),  # names only: secrets and keys not on the allowlist
+            "settings_left_out": captured["settings_left_out"],
+            "modes": {"folders": oct(DIR_MODE), "files": oct(FILE_MODE)},
         },
     )
-    atomic_write_bytes(root / PENDING_NAME, manifest.to_json())
+    atomic_write_bytes(root / PENDING_NAME, manifest.to_json(), mode=FILE_MODE)
     log.info(
         "backup %s: %d files, %.1f MB staged in %.1fs",
         backup_id, len(manifest.files), manifest.total_bytes / 1e6, time.monotonic() - started,

@@ -41,7 +41,10 @@ def aside_path(live: Path, backup_id: str) -> Path:
 def stage_tree(
     root: Path, manifest: Manifest, prefix: str, dest: Path, progress: ProgressFn | None
 ) -> list[str]:
-    """Copy the manifest's files under ``prefix/`` into ``dest``, re-hashing each; return their relative paths."""
+    """Copy the manifest's files under ``prefix/`` into ``dest``, re-hashing each; return their relative paths.
+
+    Each file gets the mode recorded for it at backup time (the live file's mode), not the backup copy's 0600.
+    """
     entries = [e for e in manifest.files if e.path.startswith(prefix + "/")]
     if dest.exists():
         shutil.rmtree(dest)
@@ -52,7 +55,7 @@ def stage_tree(
         rel = entry.path[len(prefix) + 1 :]
         src = resolve_inside(root, entry.path, where=f"backup {manifest.backup_id}")
         dst = dest / rel
-        size, digest = copy_hashed(src, dst, fsync=False)
+        size, digest = copy_hashed(src, dst, fsync=False, mode=entry.mode)
         if (size, digest) != (entry.size, entry.sha256):
             raise BackupIntegrityError(
                 f"backup {manifest.backup_id} changed while restoring, nothing restored",

@@ -1,22 +1,28 @@
-"""Daily checks (runbook "Daily Tasks"): system health, error log review, disk space, backup completion."""
+"""Daily checks (runbook "Daily Tasks"): system health, error log review, disk space, backup completion.
+
+A check whose target is not deployed yet (nothing listens at the app's address; no backup was ever taken)
+reports ``skipped`` with the reason: it does not fail a run, except a strict one (``report.overall_status``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 
 from include.ops.maintenance import integrations
 from include.ops.maintenance.probes import http_request, mlflow_reachable, safe_url
-from include.ops.maintenance.report import FAIL, NOT_AVAILABLE, PASS, WARN, CheckResult
+from include.ops.maintenance.report import FAIL, NOT_AVAILABLE, PASS, SKIPPED, WARN, CheckResult
 from include.ops.settings import Settings
 
 
@@ -43,10 +49,35 @@ RUNBOOK_PATTERNS = (
 )
 
 
+SERVE_HINT = "start it with `make serve`"
+INCOMPLETE_GRACE_HOURS = 1.0  # a newer incomplete backup younger than this may still be running: warn only
+
+
+def _refused(url: str, timeout: float) -> bool:
+    """True when nothing listens at ``url``'s host and port (the connection is refused): not running."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False  # a timeout or a name that does not resolve: reachable or not, it is not "not running"
+
+
 def check_app_health(app_url: str, timeout: float = 10.0) -> CheckResult:
-    """``GET <app>/health/all``: healthy -> pass, degraded -> warn (issues), unhealthy/unreachable -> fail."""
-    result = http_request(app_url.rstrip("/") + "/health/all", timeout=timeout)
+    """``GET <app>/health/all``: healthy -> pass, degraded -> warn, unhealthy/unreachable -> fail.
+
+    Nothing listening at the app's address (connection refused) -> ``skipped: not running``.
+    """
     where = safe_url(app_url)
+    if _refused(app_url, min(timeout, 3.0)):
+        return CheckResult(
+            "app_health", SKIPPED, f"skipped: not running (nothing listens at {where}; {SERVE_HINT})",
+            {"url": where, "running": False},
+        )  # fmt: skip
+    result = http_request(app_url.rstrip("/") + "/health/all", timeout=timeout)
     if result.status is None:
         return CheckResult("app_health", FAIL, f"app {where} unreachable: {result.error}")
     body = result.body if isinstance(result.body, dict) else {}
@@ -232,15 +263,48 @@ def check_disk_space(
     return CheckResult("disk_space", PASS, f"{summary} <= threshold {max_used_pct:g}%", details)
 
 
-def verify_backups(paths: Settings, max_age_hours: float = 48.0) -> CheckResult:
-    """The newest complete backup re-verifies byte for byte and is younger than ``max_age_hours``."""
+def _newer_incomplete(paths: Settings) -> list[dict[str, Any]]:
+    """Backups newer than the latest complete one (what ``restore latest`` passes over), newest first."""
+    fn = integrations.find("include.ops.backup.catalog", "latest_with_skipped")
+    return [] if fn is None else list(fn(paths)[1])
+
+
+def verify_backups(
+    paths: Settings, max_age_hours: float = 48.0, incomplete_grace_hours: float = INCOMPLETE_GRACE_HOURS
+) -> CheckResult:
+    """The newest backup is complete, re-verifies byte for byte and is younger than ``max_age_hours``.
+
+    No backup at all -> ``skipped: no backup yet``. A newest backup that is incomplete fails (``restore
+    latest`` would pass over it) once older than ``incomplete_grace_hours``; younger, it may be running: warn.
+    """
     outcome = integrations.backup_status(paths)
     if outcome is None:
         return CheckResult(
             "backup", NOT_AVAILABLE, "backup verification not available: " + integrations.missing()
         )
+    if not outcome.get("backups"):
+        return CheckResult(
+            "backup", SKIPPED,
+            f"skipped: no backup yet in {paths.backup_dir} (trigger checkpoint_backup or `make backup`)", outcome,
+        )  # fmt: skip
+    newer = _newer_incomplete(paths)
+    outcome["newer_incomplete"] = newer
+    stale = [b for b in newer if b["age_hours"] >= incomplete_grace_hours]
+    if stale:
+        bad = stale[0]
+        latest = outcome["backup_id"]
+        fallback = f"restore latest would use {latest}" if latest else "no backup is complete"
+        return CheckResult(
+            "backup", FAIL,
+            f"newest backup {bad['backup_id']} is incomplete ({bad['age_hours']:g} h old: {bad['reason']}); "
+            f"{fallback}",
+            outcome,
+        )  # fmt: skip
     if not outcome["backup_id"]:
-        return CheckResult("backup", FAIL, f"no complete backup in {paths.backup_dir}", outcome)
+        return CheckResult(
+            "backup", WARN, f"no complete backup yet; {newer[0]['backup_id']} is incomplete, younger than "
+            f"{incomplete_grace_hours:g} h (still running?)", outcome,
+        )  # fmt: skip
     age_h = (time.time() - outcome["created_at"]) / 3600
     outcome["age_hours"] = round(age_h, 2)
     name = outcome["backup_id"]
@@ -253,6 +317,12 @@ def verify_backups(paths: Settings, max_age_hours: float = 48.0) -> CheckResult:
             "backup", FAIL, f"newest backup {name} is {age_h:.1f} h old > {max_age_hours:g} h", outcome
         )
     summary = f"backup {name} verified: {outcome['files']} files, {age_h:.1f} h old"
+    if newer:
+        ids = ", ".join(b["backup_id"] for b in newer)
+        return CheckResult(
+            "backup", WARN, f"{summary}; newer backup(s) {ids} incomplete, younger than "
+            f"{incomplete_grace_hours:g} h (still running?)", outcome,
+        )  # fmt: skip
     if outcome["incomplete"]:
         return CheckResult("backup", WARN, f"{summary}; incomplete: {outcome['incomplete']}", outcome)
     return CheckResult("backup", PASS, summary, outcome)

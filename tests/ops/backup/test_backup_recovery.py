@@ -38,7 +38,7 @@ def test_recovery_steps_restore_validate_and_release(state):
         ckpt.write_bytes(b"lost")  # disaster
 
     plan = recovery.plan_recovery("latest", "local", dry_run=False)
-    assert plan == {"backup_id": result.backup_id, "source": "local", "dry_run": False}
+    assert plan == {"backup_id": result.backup_id, "source": "local", "dry_run": False, "skipped": []}
     holder = recovery.lock_for_recovery(plan, "disaster_recovery:test")
     assert is_maintenance_locked(state.lock_file)
     assert recovery.pause_for_recovery(plan, None) == {"paused": [], "note": "no Airflow API connection"}

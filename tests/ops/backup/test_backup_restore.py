@@ -26,6 +26,20 @@ def _predictions(checkpoint: Path, data_manifest: Path):
 MLFLOW_SECRET = b"gateway-api-key-5e3b9d"
 
 
+def cli_main(argv: list[str]) -> int:
+    """``python -m include.ops.backup.cli`` in-process, leaving the log levels it sets as they were."""
+    import logging
+
+    from include.ops.backup.cli import main
+
+    logger = logging.getLogger("include.ops")
+    level = logger.level
+    try:
+        return main(argv)
+    finally:
+        logger.setLevel(level)
+
+
 def _store_mlflow_secret(db: Path) -> None:
     """A gateway secret as MLflow keeps it in its own store (encrypted value + wrapped key)."""
     with sqlite3.connect(db) as conn:
@@ -69,8 +83,8 @@ def test_backup_holds_everything_checksummed_and_no_secret(state):
     roles = {Path(r["path"]).name: r["roles"] for r in manifest.references["checkpoints"]}
     assert roles == {checkpoints[1]: ["champion"], checkpoints[2]: ["challenger", "latest"]}
     assert manifest.packages["mlflow"] and manifest.code_version["project_version"]
-    assert "DB_PASSWORD" in manifest.config["secrets_removed"]
-    assert "CT_SERVING_API_TOKEN" in manifest.config["secrets_removed"]
+    assert "DB_PASSWORD" in manifest.config["left_out"]
+    assert "CT_SERVING_API_TOKEN" in manifest.config["left_out"]
 
     # the SQLite copy is a consistent, readable database
     with sqlite3.connect(root / "mlflow" / "mlflow.db") as conn:
@@ -164,7 +178,7 @@ def test_restore_gives_byte_identical_checkpoints_and_identical_predictions(stat
     assert restored.config["missing_secrets"] == []
 
 
-def test_backup_without_manifest_is_ignored(state):
+def test_backup_without_manifest_is_ignored_and_named_when_latest_skips_it(state, capsys):
     from include.ops.backup import (
         IncompleteBackup,
         create_backup,
@@ -182,7 +196,18 @@ def test_backup_without_manifest_is_ignored(state):
     assert not infos[second.backup_id].complete and "incomplete" in infos[second.backup_id].problem
     with pytest.raises(IncompleteBackup, match=second.backup_id):
         restore_backup(second.backup_id, settings=state, dry_run=True)
-    assert restore_backup("latest", settings=state, dry_run=True).backup_id == first.backup_id
+    dry = restore_backup("latest", settings=state, dry_run=True)
+    assert dry.backup_id == first.backup_id
+    # the incomplete newer backup is named, with why, in the result and in the CLI's output
+    assert [s["backup_id"] for s in dry.skipped] == [second.backup_id]
+    assert "no manifest.json" in dry.skipped[0]["reason"]
+    capsys.readouterr()
+    assert cli_main(["restore", "--dry-run", "--backup-id", "latest"]) == 0
+    out = capsys.readouterr().out
+    assert f"would restore backup {first.backup_id}" in out
+    assert f"WARNING skipped newer backup {second.backup_id}" in out and "incomplete" in out
+    assert cli_main(["verify"]) == 0
+    assert f"skipped newer backup {second.backup_id}" in capsys.readouterr().out
     report = cleanup_backups(daily=0, weekly=0, monthly=0, settings=state)
     assert report.kept[first.backup_id] == ["latest complete"]
     assert "in progress" in report.kept[second.backup_id][0], "a fresh incomplete backup may be running"
