@@ -17,9 +17,15 @@ import numpy as np
 import torch
 
 from model.fsio import atomic_write_bytes
+from model.task_table import (  # noqa: F401  (re-exported: the task-file reader lives there)
+    PIXEL_MAX,
+    SPLITS,
+    TaskFileError,
+    TaskTable,
+    feature_columns,
+    read_task_table,
+)
 
-PIXEL_MAX = 16  # the digits images are integer intensities 0..16
-SPLITS = ("train", "test")
 SPLIT_DIGITS_CLASSES: tuple[tuple[int, int], ...] = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
 MANIFEST_NAME = "manifest.json"
 
@@ -105,11 +111,6 @@ class TaskData:
         gen = torch.Generator().manual_seed(seed)
         keep = torch.randperm(len(self.y_train), generator=gen)[:max_samples].sort().values
         return TaskData(self.x_train[keep], self.y_train[keep], self.x_test, self.y_test)
-
-
-def feature_columns(n: int) -> list[str]:
-    """Names of the ``n`` pixel columns in file order."""
-    return [f"f{i}" for i in range(n)]
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
@@ -205,33 +206,18 @@ def load_manifest(path: Path) -> TaskManifest:
 
 
 def load_task_csv(path: Path) -> TaskData:
-    """Read one task CSV into tensors (pixels scaled to [0, 1]); ValueError naming the file if malformed."""
+    """Read one task CSV into tensors (pixels scaled to [0, 1]); ValueError naming the file if malformed.
+
+    The bytes go through ``model.task_table.read_task_table``, the reader validation uses too (BOM, CRLF,
+    quoting and blank lines are read the same way everywhere).
+    """
     path = Path(path)
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        raise ValueError(f"malformed task file {path}: empty")
-    header, body = rows[0], rows[1:]
-    n_feat = len(header) - 2
-    if n_feat < 1 or header != [*feature_columns(n_feat), "label", "split"]:
-        raise ValueError(f"malformed task file {path}: header must be f0..fN-1,label,split")
     try:
-        values = np.array([r[:-1] for r in body], dtype=np.int64).reshape(len(body), n_feat + 1)
-    except ValueError as exc:
-        raise ValueError(f"malformed task file {path}: non-integer or ragged rows ({exc})") from exc
-    pixels, labels = values[:, :n_feat], values[:, n_feat]
-    split = np.array([r[-1] for r in body], dtype=object)
-    if pixels.size and (pixels.min() < 0 or pixels.max() > PIXEL_MAX):
-        raise ValueError(f"malformed task file {path}: pixel values must lie in [0, {PIXEL_MAX}]")
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"malformed task file {path}: negative label")
-    bad = sorted(set(split) - set(SPLITS))
-    if bad:
-        raise ValueError(f"malformed task file {path}: unknown split value {bad[0]!r}")
+        pixels, labels, split = read_task_table(path).task_arrays()
+    except TaskFileError as exc:
+        raise ValueError(f"malformed task file {path}: {exc.detail}") from exc
     is_train = split == "train"
-    if not is_train.any() or is_train.all():
-        raise ValueError(f"malformed task file {path}: needs both train and test rows")
     x = torch.from_numpy(pixels.astype(np.float32) / PIXEL_MAX)
-    y = torch.from_numpy(labels)
+    y = torch.from_numpy(np.ascontiguousarray(labels))
     train, test = torch.from_numpy(is_train), torch.from_numpy(~is_train)
     return TaskData(x[train], y[train], x[test], y[test])

@@ -67,12 +67,10 @@ def drift_scores(current: np.ndarray, reference: np.ndarray) -> dict[str, float]
 
 
 def _read_task(path: Path):
-    import pandas as pd
+    """The task file's DataFrame and feature columns, read by the one task-file reader (as validation reads it)."""
+    from include.ops.validation.prechecks import read_task_frame
 
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read task file {path}: {exc}") from exc
+    frame = read_task_frame(path)
     features = [c for c in frame.columns if str(c).startswith("f") and str(c)[1:].isdigit()]
     missing = {"label", "split"} - set(frame.columns)
     if not features or missing:

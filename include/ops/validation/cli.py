@@ -3,11 +3,13 @@
     python -m include.ops.validation.cli [validate] [--json] [--no-data-docs]
     python -m include.ops.validation.cli quarantine          # list rejected files and why
     python -m include.ops.validation.cli release FOLDER [--file FIXED.csv]
+    python -m include.ops.validation.cli retract FILE         # a validated batch not learned yet -> quarantine
 
 This module serves the local landing zone (``CT_LANDING_DIR``); ``make validate-data`` runs the same commands
 through ``python -m include.airflow_glue.landing_s3``, which picks the S3 zone when the ``s3`` connection exists.
 Exit codes: 0 every file validated or skipped, 1 a file was rejected (quarantined), 2 validation could not
-run (no manifest, unreadable suite or store index).
+run (no manifest, unreadable suite or store index). ``retract``: 0 retracted, 1 refused (not validated, or
+learned per MLflow), 2 could not run.
 """
 
 from __future__ import annotations
@@ -123,6 +125,28 @@ def cmd_release(args: argparse.Namespace, landing_for: LandingFor = local_landin
     return 0
 
 
+def cmd_retract(args: argparse.Namespace, landing_for: LandingFor = local_landing) -> int:
+    """Retract a validated batch that has not been learned yet: store copy (and landing copy) to quarantine."""
+    from include.ops.validation.retract import RetractRefused, retract_batch
+    from include.ops.validation.store import RETRACTED_REASON
+
+    settings = get_settings()
+    try:
+        done = retract_batch(settings, args.file, landing=landing_for(settings))
+    except RetractRefused as exc:
+        print(f"not retracted: {exc}", file=sys.stderr)
+        return 1
+    print(f"retracted {done.name} (task {done.task_id}, sha256 {done.sha256[:12]}): {RETRACTED_REASON}")
+    print(f"    quarantined: {done.quarantined}\n    report:      {done.report}")
+    if done.landing_copy:
+        print(f"    landing copy with the same bytes quarantined too: {done.landing_copy}")
+    print(
+        f"{done.name} is out of {settings.validated_dir} (index and manifest); land a corrected file under the "
+        "same name and validate it"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None, landing_for: LandingFor = local_landing) -> int:
     """Parse arguments and run a sub-command on the zone ``landing_for`` picks; returns the exit code."""
     parser = argparse.ArgumentParser(
@@ -140,10 +164,14 @@ def main(argv: list[str] | None = None, landing_for: LandingFor = local_landing)
     rel.add_argument("folder", help="quarantine folder name (see the `quarantine` command)")
     rel.add_argument("--file", help="fixed copy to land instead of the quarantined original bytes")
     rel.add_argument("--name", help="landing name (default: the name it arrived under)")
+    ret = sub.add_parser(
+        "retract", help="move a validated batch not learned yet out of the store, to quarantine"
+    )
+    ret.add_argument("file", help="file name of the validated batch (e.g. task_2.csv)")
     args = parser.parse_args(argv)
     from include.ops.validation.gx_suite import SuiteError
 
-    handlers = {"quarantine": cmd_quarantine, "release": cmd_release}
+    handlers = {"quarantine": cmd_quarantine, "release": cmd_release, "retract": cmd_retract}
     try:
         return handlers.get(args.command, cmd_validate)(args, landing_for)
     except (ValidationSetupError, SuiteError, ValueError) as exc:

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from include.ops.validation.config import FILE_MODE, MANIFEST_NAME
+from include.ops.validation.prechecks import entry_kind
 from include.ops.validation.store import safe_name
 from model.fsio import atomic_copy, atomic_writer, sha256_file
 
@@ -33,12 +34,17 @@ class LandingError(RuntimeError):
 
 @dataclass(frozen=True)
 class LandedFile:
-    """One file in the landing zone: name as landed, where it is, size, content checksum (when known)."""
+    """One entry of the landing zone: name as landed, where it is, size, content checksum (when known), kind.
+
+    ``kind`` is ``file`` for a regular file (every S3 object), else ``symlink``, ``directory`` or ``special``:
+    such an entry is rejected (``precheck.file_type``) and moved as it is, never followed.
+    """
 
     name: str
-    location: str  # absolute local path, or s3://bucket/key
+    location: str  # absolute local path (a link's own path, not its target), or s3://bucket/key
     size: int
     checksum: str | None = None
+    kind: str = "file"
 
     def to_dict(self) -> dict[str, Any]:
         """XCom-friendly form."""
@@ -47,7 +53,13 @@ class LandedFile:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LandedFile:
         """Inverse of ``to_dict``."""
-        return cls(str(data["name"]), str(data["location"]), int(data["size"]), data.get("checksum"))
+        return cls(
+            str(data["name"]),
+            str(data["location"]),
+            int(data["size"]),
+            data.get("checksum"),
+            str(data.get("kind") or "file"),
+        )
 
 
 class Landing(Protocol):
@@ -115,18 +127,17 @@ class LocalLanding:
         return path if path.is_file() else None
 
     def list_files(self) -> list[LandedFile]:
-        """Candidate batches, sorted by name; sub-folders and symbolic links are ignored (with a warning)."""
+        """Every entry but the ignored names, sorted by name; a symlink, folder or special file is listed with its
+        kind (and rejected by validation), never followed."""
         if not self.folder.is_dir():
             return []
         items = []
+        folder = self.folder.resolve()
         for path in sorted(self.folder.iterdir()):
             if _ignored(path.name):
                 continue
-            if path.is_symlink() or not path.is_file():
-                # a link could point anywhere on the host; folders are not batches: leave both, say so
-                log.warning("landing zone %s: ignoring %s (not a regular file)", self.folder, path.name)
-                continue
-            items.append(LandedFile(path.name, str(path.resolve()), path.stat().st_size))
+            kind = entry_kind(path)
+            items.append(LandedFile(path.name, str(folder / path.name), path.lstat().st_size, kind=kind))
         return items
 
     def fetch(self, item: LandedFile, staging_dir: Path) -> tuple[Path, bool]:

@@ -56,8 +56,8 @@ def reference_files(reference_dir: str | Path | None, exclude_file: str | None) 
 
 
 def _reference_keys(path: Path, split_column: str) -> tuple[np.ndarray, np.ndarray]:
-    """(train keys, test keys) of a validated file, cached by path, size and mtime."""
-    import pandas as pd
+    """(train keys, test keys) of a validated file, cached by path, size and mtime (read by the one reader)."""
+    from include.ops.validation.prechecks import read_task_frame
 
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
@@ -65,7 +65,7 @@ def _reference_keys(path: Path, split_column: str) -> tuple[np.ndarray, np.ndarr
         hit = _cache.get(key)
     if hit is not None:
         return hit
-    frame = pd.read_csv(path, low_memory=False)
+    frame = read_task_frame(path)
     keys = _split_keys(frame, split_column)
     with _cache_lock:
         _cache[key] = keys

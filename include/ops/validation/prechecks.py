@@ -1,24 +1,37 @@
 """Checks below the table level, run before Great Expectations: file name, size, bytes, CSV structure.
 
+Bytes and structure are judged by the one task-file reader (``model.task_table``, which training uses too),
+and the DataFrame handed to GX is built from its table, never by a second parser.
+
 Each failure raises :class:`PrecheckFailure` naming the check (one of :data:`PRECHECKS`) and what was found
 where, so a file that is not a readable table is rejected with a reason an operator can act on.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from model.task_table import TaskFileError, TaskTable, decode_task_bytes, parse_task_text, read_task_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from model.data import TaskManifest, TaskSpec
 
-PRECHECKS = ("file_name", "manifest_match", "size_limit", "empty_file", "encoding", "csv_structure")
+PRECHECKS = (
+    "file_type",
+    "file_name",
+    "manifest_match",
+    "size_limit",
+    "empty_file",
+    "encoding",
+    "csv_structure",
+)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -35,6 +48,30 @@ class PrecheckFailure(Exception):
 
     def __str__(self) -> str:
         return f"{self.check}: {self.detail}"
+
+
+def entry_kind(path: Path) -> str:
+    """What a landing entry is, without following a link: ``file``, ``symlink``, ``directory`` or ``special``."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "directory" if stat.S_ISDIR(mode) else "special"
+
+
+def file_type_failure(path: Path, kind: str) -> PrecheckFailure:
+    """The ``file_type`` failure of a landing entry that is not a regular file (a link's target is named, not read)."""
+    if kind == "symlink":
+        target = os.readlink(path)
+        detail = (
+            f"{Path(path).name} is a symbolic link (to {target!r}), not a regular file: links are never followed "
+            "(the target is left untouched); land the file itself"
+        )
+        return PrecheckFailure("file_type", detail, {"kind": kind, "link_target": target})
+    what = {"directory": "a folder", "special": "a special file (FIFO, socket or device)"}.get(kind, kind)
+    detail = f"{Path(path).name} is {what}, not a regular file: only task files are landed"
+    return PrecheckFailure("file_type", detail, {"kind": kind})
 
 
 def check_file_name(name: str) -> str:
@@ -79,89 +116,59 @@ def check_size(size: int, max_bytes: int) -> None:
         raise PrecheckFailure("empty_file", "file has no bytes", {"size_bytes": 0})
 
 
+def _failure(exc: TaskFileError) -> PrecheckFailure:
+    return PrecheckFailure(exc.check, exc.detail, exc.observed)
+
+
 def decode_text(data: bytes) -> str:
-    """Decode strict UTF-8 without NUL bytes; raise ``encoding`` naming the byte offset and line."""
+    """Decode strict UTF-8 without NUL bytes (a leading BOM stripped); raise ``encoding`` naming offset and line."""
     try:
-        text = data.decode("utf-8", errors="strict")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise PrecheckFailure(
-            "encoding",
-            f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}): {exc.reason}",
-            {"offset": exc.start, "line": line},
-        ) from None
-    nul = text.find("\x00")
-    if nul >= 0:
-        line = text.count("\n", 0, nul) + 1
-        raise PrecheckFailure(
-            "encoding", f"NUL byte at offset {nul} (line {line}): binary data, not CSV", {"line": line}
-        )
-    if not text.strip():
-        raise PrecheckFailure("empty_file", "file holds only whitespace", {"size_bytes": len(data)})
-    return text
-
-
-def _structure_error(line: int, fields: int, width: int) -> PrecheckFailure:
-    return PrecheckFailure(
-        "csv_structure",
-        f"line {line} has {fields} fields, the header has {width} (truncated or garbled CSV)",
-        {"line": line, "fields": fields, "header_fields": width},
-    )
-
-
-def _check_header(header: list[str]) -> None:
-    if len(header) < 2 or any(not col.strip() for col in header):
-        raise PrecheckFailure(
-            "csv_structure", f"line 1 is not a CSV header (fields {header[:5]}...)", {"line": 1}
-        )
+        return decode_task_bytes(data)
+    except TaskFileError as exc:
+        raise _failure(exc) from None
 
 
 def check_csv_structure(text: str) -> list[str]:
     """Return the header after checking every line has as many fields as it; raise ``csv_structure``.
 
-    Unquoted text (the core format) is checked by counting separators per line; text with quotes goes
-    through the csv module in strict mode. Blank lines are ignored, as the CSV reader does.
+    The text goes through the one task-file reader (``model.task_table.parse_task_text``): LF or CRLF line
+    ends, blank lines skipped, RFC 4180 quoting.
     """
-    if '"' not in text:
-        lines = text.split("\n")
-        header = lines[0].rstrip("\r").split(",")
-        _check_header(header)
-        width = len(header)
-        counts = [line.count(",") for line in lines]
-        for number, (line, commas) in enumerate(zip(lines, counts, strict=True), start=1):
-            if commas != width - 1 and line.strip():
-                raise _structure_error(number, commas + 1, width)
-        return header
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        header = next(reader)
-        _check_header(header)
-        width = len(header)
-        for row in reader:
-            if row and len(row) != width:
-                raise _structure_error(reader.line_num, len(row), width)
-    except csv.Error as exc:
-        raise PrecheckFailure(
-            "csv_structure", f"unparseable CSV at line {reader.line_num}: {exc}", {"line": reader.line_num}
-        ) from None
-    return header
+        return parse_task_text(text).header
+    except TaskFileError as exc:
+        raise _failure(exc) from None
 
 
-def to_frame(data: bytes) -> pd.DataFrame:
-    """Parse structurally sound UTF-8 CSV bytes into a DataFrame; dtypes are inferred (GX checks them).
+def read_table(data: bytes) -> TaskTable:
+    """The task table of a file's bytes (the reader training uses); PrecheckFailure naming the check."""
+    try:
+        return parse_task_text(decode_task_bytes(data))
+    except TaskFileError as exc:
+        raise _failure(exc) from None
+
+
+def table_frame(table: TaskTable) -> pd.DataFrame:
+    """The DataFrame GX validates: the reader's columns as they are (int64, float64 or object text).
 
     Text columns are held as ``object``: GX 1.24's type checks do not recognise pandas 3's ``str`` dtype.
     """
     import pandas as pd
 
-    try:
-        frame = pd.read_csv(io.BytesIO(data), encoding="utf-8", low_memory=False)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise PrecheckFailure("csv_structure", f"unparseable CSV: {exc}") from None
+    frame = pd.DataFrame(dict(enumerate(table.columns)), copy=False)
+    frame.columns = list(table.header)
     for col in frame.columns:
         if pd.api.types.is_string_dtype(frame[col].dtype) and frame[col].dtype != object:
             frame[col] = frame[col].astype(object)
     return frame
+
+
+def read_task_frame(path: Path) -> pd.DataFrame:
+    """The DataFrame of a task file on disk, read by the one reader; ValueError naming the file if unreadable."""
+    try:
+        return table_frame(read_task_table(path))
+    except (OSError, TaskFileError) as exc:
+        raise ValueError(f"cannot read task file {path}: {exc}") from exc
 
 
 def read_batch(
@@ -175,6 +182,4 @@ def read_batch(
     with Path(path).open("rb") as f:
         data = f.read(max_bytes + 1)
     check_size(len(data), max_bytes)  # the file may have grown since stat
-    text = decode_text(data)
-    check_csv_structure(text)
-    return spec, to_frame(data)
+    return spec, table_frame(read_table(data))

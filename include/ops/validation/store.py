@@ -216,3 +216,120 @@ def mark_released(quarantine_dir: Path, folder_name: str, released_to: str) -> d
                 atomic_write_json(quarantine_dir / INDEX_NAME, index, FILE_MODE)
                 return entry
     raise KeyError(f"no quarantine entry {folder_name!r} in {quarantine_dir / INDEX_NAME}")
+
+
+def _new_quarantine_folder(quarantine_dir: Path, name: str, checksum: str) -> tuple[Path, str]:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    plain = safe_name(name)
+    folder = Path(quarantine_dir) / f"{stamp}-{checksum[:12]}-{plain}"
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder, plain
+
+
+def _index_quarantined(quarantine_dir: Path, entry: dict[str, Any]) -> None:
+    with file_lock(Path(quarantine_dir) / LOCK_NAME):
+        index = read_index(quarantine_dir)
+        index.setdefault("entries", []).append({**entry, "quarantined_at": utc_now()})
+        index["version"] = INDEX_VERSION
+        atomic_write_json(Path(quarantine_dir) / INDEX_NAME, index, FILE_MODE)
+
+
+def quarantine_entry(
+    src: Path, name: str, checksum: str, report: dict[str, Any], quarantine_dir: Path
+) -> tuple[Path, Path]:
+    """Move a landing entry that is not a regular file (symlink, folder, FIFO) into a new quarantine folder as is.
+
+    ``os.rename`` moves the entry itself, so a link's target is never opened, copied or changed. A link that
+    cannot be renamed (another file system) is recreated in the quarantine, then the original link unlinked;
+    any other entry that cannot be renamed stays where it is, said in the report and the index entry.
+    Returns (quarantined entry, report file).
+    """
+    import os
+
+    folder, plain = _new_quarantine_folder(quarantine_dir, name, checksum)
+    dst, report_path = folder / plain, folder / "report.json"
+    moved = True
+    try:
+        os.rename(src, dst)
+    except OSError:
+        if not Path(src).is_symlink():
+            moved, dst = False, Path(src)
+        else:
+            os.symlink(os.readlink(src), dst)
+            os.unlink(src)
+    report = {**report, "quarantined_file": str(dst), "moved": moved}
+    atomic_write_json(report_path, report, FILE_MODE)
+    _index_quarantined(
+        quarantine_dir,
+        {
+            "folder": folder.name,
+            "file": str(dst),
+            "original_name": name,
+            "sha256": checksum,
+            **{k: report.get(k) for k in ("check", "stage", "reason", "source")},
+            "moved": moved,
+        },
+    )
+    return dst, report_path
+
+
+RETRACTED_REASON = "retracted by operator"
+
+
+def retract_validated(
+    validated_dir: Path, quarantine_dir: Path, name: str, report: dict[str, Any]
+) -> tuple[Path, Path, dict[str, Any]]:
+    """Move validated batch ``name`` out of the store into the quarantine, unindex it, drop it from the manifest.
+
+    Under the store lock: the bytes are moved (verified copy, then unlink) with ``report`` (reason
+    :data:`RETRACTED_REASON`), then ``index.json`` loses the entry and the store's ``manifest.json`` the task; a
+    manifest left without tasks is moved into the same quarantine folder (the next validated batch writes a new
+    one). A rerun after a crash between the move and the index write finishes the job. Returns (quarantined
+    file, report file, the removed index entry); KeyError naming the store when ``name`` is not validated.
+    """
+    from model.data import load_manifest
+    from model.fsio import sha256_file
+
+    validated_dir, quarantine_dir = Path(validated_dir), Path(quarantine_dir)
+    with file_lock(validated_dir / LOCK_NAME):
+        index = read_index(validated_dir)
+        files = index.get("files", {})
+        if name not in files:
+            raise KeyError(
+                f"{name!r} is not a validated batch of {validated_dir} (validated: {sorted(files)})"
+            )
+        entry = files[name]
+        checksum = str(entry.get("sha256"))
+        src = validated_dir / name
+        full = {
+            **report,
+            "reason": RETRACTED_REASON,
+            "check": "retracted",
+            "stage": "retract",
+            "sha256": checksum,
+        }
+        if src.exists():
+            qfile, qreport = quarantine(src, name, checksum, full, quarantine_dir, move=True)
+        else:  # moved by an interrupted retraction: find it in the quarantine index
+            done = [
+                e
+                for e in read_index(quarantine_dir).get("entries", [])
+                if e.get("sha256") == checksum and e.get("check") == "retracted"
+            ]
+            if not done:
+                raise FileNotFoundError(
+                    f"{src} is indexed as validated but missing, and not in the quarantine"
+                )
+            qfile = Path(done[-1]["file"])
+            qreport = qfile.parent / "report.json"
+        del files[name]
+        index["updated_at"] = utc_now()
+        atomic_write_json(validated_dir / INDEX_NAME, index, FILE_MODE)
+        manifest_path = validated_dir / MANIFEST_NAME
+        if manifest_path.exists():
+            manifest = load_manifest(manifest_path)
+            if any(spec.file != name and spec.file in files for spec in manifest.tasks):
+                write_validated_manifest(validated_dir, manifest, set(files))
+            else:
+                safe_move(manifest_path, qfile.parent / MANIFEST_NAME, sha256_file(manifest_path), FILE_MODE)
+    return qfile, qreport, entry

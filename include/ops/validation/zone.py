@@ -16,6 +16,7 @@ from include.ops.validation.config import MANIFEST_NAME, ValidationConfig, get_v
 from include.ops.validation.landing import LandedFile, Landing, LocalLanding
 from include.ops.validation.outcome import BatchResult, ValidationSetupError
 from include.ops.validation.pipeline import load_task_manifest, validate_landed_file
+from include.ops.validation.prechecks import entry_kind, file_type_failure
 from include.ops.validation.store import read_index
 from model.fsio import sha256_file
 
@@ -59,6 +60,9 @@ def scan_landing(
     validated = {e.get("sha256"): n for n, e in read_index(settings.validated_dir).get("files", {}).items()}
     todo, skipped = [], []
     for item in items:
+        if item.kind != "file":  # rejected by validate_batch; a link is never followed to hash its target
+            todo.append(LandedFile(item.name, item.location, item.size, entry_checksum(item), item.kind))
+            continue
         local, staged = landing.fetch(item, staging_dir(settings))
         try:
             checksum = sha256_file(local)
@@ -88,6 +92,8 @@ def validate_batch(
     landing = landing or LocalLanding(settings.landing_dir)
     item = item if isinstance(item, LandedFile) else LandedFile.from_dict(item)
     manifest = landing_manifest(landing, settings)
+    if item.kind != "file" or (landing.kind == "local" and _local_kind(Path(item.location)) != "file"):
+        return reject_entry(item, settings)
     local, staged = landing.fetch(item, staging_dir(settings))
     if not local.exists():
         raise FileNotFoundError(
@@ -111,6 +117,71 @@ def validate_batch(
         if staged:
             local.unlink(missing_ok=True)
     return result
+
+
+def entry_checksum(item: LandedFile) -> str:
+    """A stand-in checksum of an entry that is not a regular file: sha256 of its kind, name and link target."""
+    import hashlib
+    import os
+
+    target = ""
+    if item.kind == "symlink":
+        try:
+            target = os.readlink(item.location)
+        except OSError:
+            target = "?"
+    return hashlib.sha256(f"{item.kind}:{item.name}:{target}".encode()).hexdigest()
+
+
+def _local_kind(path: Path) -> str:
+    try:
+        return entry_kind(path)
+    except FileNotFoundError:
+        return "missing"
+
+
+def reject_entry(item: LandedFile, settings: Settings) -> BatchResult:
+    """Reject a landing entry that is not a regular file: the entry itself is moved to the quarantine, never a
+    link's target (``precheck.file_type``); alert written, metrics pushed."""
+    from include.ops.validation import alerts
+    from include.ops.validation.outcome import precheck_rejection, rejection_report
+    from include.ops.validation.store import quarantine_entry
+
+    path = Path(item.location)
+    kind = _local_kind(path)
+    if kind == "missing":
+        raise FileNotFoundError(f"landing entry {path} is gone (quarantined by another run?)")
+    item = LandedFile(item.name, item.location, item.size, item.checksum or entry_checksum(item), kind)
+    base = BatchResult(
+        name=item.name, status="", checksum=item.checksum or "", size_bytes=item.size, source=item.location
+    )
+    rejection = precheck_rejection(file_type_failure(path, kind), item.name)
+    qfile, qreport = quarantine_entry(
+        path, item.name, base.checksum, rejection_report(base, rejection), settings.quarantine_dir
+    )
+    alerts.record(
+        settings.log_dir,
+        "ERROR",
+        f"{item.name} rejected by data validation: {rejection.reason}",
+        alert=alerts.ALERT_NAME,
+        file=item.name,
+        source=item.location,
+        sha256=base.checksum,
+        stage=rejection.stage,
+        check=rejection.failed[0],
+        failed_checks=rejection.failed,
+        quarantined=str(qfile),
+        report=str(qreport),
+    )
+    alerts.push_metrics(settings.validated_dir, settings.quarantine_dir, failed_now=True)
+    return base.replace(
+        status="rejected",
+        stage=rejection.stage,
+        failed_checks=rejection.failed,
+        reason=rejection.reason,
+        path=str(qfile),
+        report_path=str(qreport),
+    )
 
 
 def validate_landing_zone(
