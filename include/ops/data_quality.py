@@ -8,6 +8,8 @@ Drift scores per feature, averaged over features (constant features score 0):
 - KS: the two-sample Kolmogorov-Smirnov statistic (largest gap between the two empirical CDFs), 0..1.
 In a class-incremental stream every task brings new classes, so drift between tasks is expected; what to
 look for is a task whose drift is far from the others', or a class count far from balance.
+The last panel shows the class-agnostic image statistics per task (background share, ink mean, neighbour
+correlation, border ink share; ``include/ops/validation/image_stats.py``): these should stay alike across tasks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from include.ops.validation import image_stats
 from include.ops.validation.config import FILE_MODE
 from model.fsio import atomic_write_bytes, atomic_write_json
 
@@ -78,6 +81,17 @@ def _read_task(path: Path):
     return frame, features
 
 
+def _image_panel(ax: Any, present: list[dict[str, Any]]) -> None:
+    """Bars of the class-agnostic image statistics per task (what validation's distribution check compares)."""
+    x, width = np.arange(len(present)), 0.8 / len(image_stats.SCALARS)
+    for k, key in enumerate(image_stats.SCALARS):
+        values = [t.get("image_stats", {}).get(key, 0.0) for t in present]
+        ax.bar(x - 0.4 + width * (k + 0.5), values, width, label=key.replace("_", " "))
+    ids = [t["task_id"] for t in present]
+    ax.set(xticks=x, xticklabels=ids, ylim=(0, 1), title="Image statistics per task (class-agnostic)")
+    ax.legend(fontsize=7)
+
+
 def _plot(tasks: list[dict[str, Any]], path: Path) -> None:
     import io
 
@@ -87,7 +101,7 @@ def _plot(tasks: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     present = [t for t in tasks if t["present"]]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.5))
     ids = [t["task_id"] for t in present]
     x = np.arange(len(present))
     width = 0.8 / max(max((len(t["class_counts"]) for t in present), default=1), 1)
@@ -107,6 +121,7 @@ def _plot(tasks: list[dict[str, Any]], path: Path) -> None:
     image = axes[2].imshow(means, aspect="auto", cmap="viridis")
     axes[2].set(yticks=x, yticklabels=ids, xlabel="feature", title="Feature mean per task")
     fig.colorbar(image, ax=axes[2])
+    _image_panel(axes[3], present)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
@@ -159,6 +174,7 @@ def analyze(manifest_path: Path, out_dir: Path) -> dict[str, Any]:
                 "feature_std": [round(float(v), 6) for v in std],
                 "mean_of_feature_means": float(mean.mean()),
                 "mean_of_feature_stds": float(std.mean()),
+                "image_stats": image_stats.image_scalars(x.astype(np.int64)),
                 "drift": drift,
             }
         )

@@ -53,14 +53,6 @@ class ServingSettings(BaseSettings):
     degraded_pct: float = Field(90.0, gt=0.0, le=100.0)  # CPU/memory/disk/GPU use above this -> degraded
     unhealthy_pct: float = Field(98.0, gt=0.0, le=100.0)  # memory/disk use above this -> unhealthy
     log_component: str = "app"  # JSON log file name under settings.log_dir
-
-
-_DERIVED_DIRS = {
-    "data_dir": ("data", "split_digits"),
-    "landing_dir": ("landing",),
-    "validated_dir": ("validated",),
-    "quarantine_dir": ("quarantine",),
-    "state_dir": ("state",),
     # hostile input and backpressure (issue 13)
     max_body_bytes: int = Field(1_048_576, ge=1024)  # bytes received per request (chunked too); more -> 413
     max_rows: int = Field(256, ge=1, le=4096)  # images per /predict request; more -> 422
@@ -73,6 +65,14 @@ _DERIVED_DIRS = {
     verify_hash_interval_s: float = Field(300.0, ge=0.0)  # re-hash the served file this often; 0: each probe
     champion_poll_s: float = Field(30.0, ge=0.0)  # look up the champion alias this often (0 = never)
     bench_noop: bool = False  # mount POST /bench/noop (a constant answer, same middleware): the bench ceiling
+
+
+_DERIVED_DIRS = {
+    "data_dir": ("data", "split_digits"),
+    "landing_dir": ("landing",),
+    "validated_dir": ("validated",),
+    "quarantine_dir": ("quarantine",),
+    "state_dir": ("state",),
     "backup_dir": ("backups",),
     "log_dir": ("logs",),
     "reports_dir": ("reports",),
@@ -153,6 +153,34 @@ class Settings(BaseSettings):
     gx_data_docs_dir: Path | None = Field(None, validation_alias="CT_GX_DATA_DOCS_DIR")
     gx_data_docs: bool = Field(True, validation_alias="CT_GX_DATA_DOCS")  # build GX data docs per file
     validation_max_bytes: int | None = Field(None, gt=0, validation_alias="CT_VALIDATION_MAX_BYTES")
+    # share of a batch's rows that may repeat images of another validated task (row index, issue 12)
+    validation_max_duplicate_share: float = Field(
+        0.01, ge=0.0, le=1.0, validation_alias="CT_VALIDATION_MAX_DUPLICATE_SHARE"
+    )
+    # class-agnostic image statistics (include/ops/validation/image_stats.py holds the measured values)
+    validation_image_mode: Literal["fail", "warn", "off"] = Field(
+        "fail", validation_alias="CT_VALIDATION_IMAGE_MODE"
+    )
+    validation_image_histogram_max: float = Field(
+        0.22, ge=0, validation_alias="CT_VALIDATION_IMAGE_HISTOGRAM_MAX"
+    )
+    validation_image_background_delta_max: float = Field(
+        0.15, ge=0, validation_alias="CT_VALIDATION_IMAGE_BACKGROUND_DELTA_MAX"
+    )
+    validation_image_ink_delta_max: float = Field(
+        0.15, ge=0, validation_alias="CT_VALIDATION_IMAGE_INK_DELTA_MAX"
+    )
+    validation_image_corr_drop_max: float = Field(0.15, validation_alias="CT_VALIDATION_IMAGE_CORR_DROP_MAX")
+    validation_image_profile_max: float = Field(0.4, ge=0, validation_alias="CT_VALIDATION_IMAGE_PROFILE_MAX")
+    # the first batch of a stream (nothing to compare with) is held to absolute bounds
+    validation_image_background_min: float = Field(0.3, validation_alias="CT_VALIDATION_IMAGE_BACKGROUND_MIN")
+    validation_image_background_max: float = Field(
+        0.75, validation_alias="CT_VALIDATION_IMAGE_BACKGROUND_MAX"
+    )
+    validation_image_ink_min: float = Field(0.45, validation_alias="CT_VALIDATION_IMAGE_INK_MIN")
+    validation_image_ink_max: float = Field(0.8, validation_alias="CT_VALIDATION_IMAGE_INK_MAX")
+    validation_image_corr_min: float = Field(0.1, validation_alias="CT_VALIDATION_IMAGE_CORR_MIN")
+    validation_image_border_max: float = Field(0.1, validation_alias="CT_VALIDATION_IMAGE_BORDER_MAX")
     # class balance of a batch (suite parameters): 1 lets a stream bring one class per task
     validation_min_classes_per_task: int = Field(
         2, ge=1, validation_alias="CT_VALIDATION_MIN_CLASSES_PER_TASK"

@@ -119,7 +119,9 @@ def task_data(task_manifest: Path) -> TaskData:
 
     A manifest may name files outside its folder (the effective manifest of a validated store names them by
     absolute path); those go to ``data/tasks/<task id>/<name>`` and the copy names them there, so the backup's
-    ``data/manifest.json`` always resolves inside the backup.
+    ``data/manifest.json`` always resolves inside the backup. What the validated store derives from its files
+    (row index, image statistics; found beside the task files) goes to ``data/<name>``, so a restored store
+    refuses the same duplicates (both are also rebuilt from the files when missing).
     """
     if not task_manifest.is_file():
         return TaskData([], None)
@@ -136,6 +138,14 @@ def task_data(task_manifest: Path) -> TaskData:
             spec["file"], moved = rel.as_posix(), True
         if live.is_file():
             files.append((rel.as_posix(), live))
+    from include.ops.validation.image_stats import STATS_NAME
+    from include.ops.validation.row_index import ROW_INDEX_NAME
+
+    for folder in dict.fromkeys([task_manifest.parent, *(live.parent for _, live in files)]):
+        found = [(name, folder / name) for name in (ROW_INDEX_NAME, STATS_NAME) if (folder / name).is_file()]
+        if found:
+            files.extend(found)
+            break
     manifest = (json.dumps(raw, indent=2) + "\n").encode() if moved else task_manifest.read_bytes()
     return TaskData(files, manifest)
 

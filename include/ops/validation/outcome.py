@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from model.data import TaskManifest, TaskSpec
 
 LEAKAGE_TYPE = "expect_table_train_rows_to_be_disjoint_from_test_rows"
+# the batch against its stream: rows repeating another task's (row index), images unlike the stream's
+STREAM_CHECKS = ("duplicate_rows", "image_distribution")
 
 
 class ValidationSetupError(RuntimeError):
@@ -137,6 +139,23 @@ def precheck_rejection(failure: PrecheckFailure, name: str) -> Rejection:
     )
 
 
+def stream_rejection(failure: PrecheckFailure, name: str, stage: str, data_docs: str | None) -> Rejection:
+    """The rejection of a file whose rows repeat another task's or whose images are unlike the stream's."""
+    return Rejection(
+        stage=stage,
+        failed=[failure.check],
+        reason=f"{failure.check} failed: {failure.detail}",
+        result=single_failure_result(
+            failure.check,
+            {"file_name": name},
+            {"check": failure.check, "stage": stage},
+            failure.observed.get("duplicate_rows", failure.observed.get("failed")),
+            failure.observed,
+        ),
+        data_docs=data_docs,
+    )
+
+
 def suite_rejection(outcome: SuiteOutcome) -> Rejection:
     """The rejection of a file the committed suite failed."""
     return Rejection(
@@ -152,6 +171,8 @@ def publish_rejection(
     failure: PrecheckFailure, name: str, validated_dir: Path, data_docs: str | None
 ) -> Rejection:
     """The rejection of a file refused at commit time (a late leak, or a store check under the lock)."""
+    if failure.check in STREAM_CHECKS:
+        return stream_rejection(failure, name, "publish", data_docs)
     if failure.check == LEAKAGE_TYPE:
         kind, result = LEAKAGE_TYPE, leakage_result(failure.observed, validated_dir)
     else:

@@ -1,5 +1,6 @@
-"""Validate one landed file, stage by stage: identify -> pre-checks -> suite -> publish (with the commit-time
-leakage re-check) -> stored and reported, or quarantined and alerted.
+"""Validate one landed file, stage by stage: identify -> pre-checks -> suite -> stream checks (rows repeating
+another task's, image statistics) -> publish (with the commit-time leakage and duplicate re-checks) -> indexed,
+stored and reported, or quarantined and alerted.
 
 ``validate_landed_file`` is the whole contract for one file and reads as its stages, each a function below.
 Outcomes: ``validated`` (copied to the store, indexed), ``rejected`` (quarantined with its report, alert
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.ops.settings import Settings, get_settings
-from include.ops.validation import alerts, gx_suite
+from include.ops.validation import alerts, gx_suite, image_stats, row_index
 from include.ops.validation.config import FILE_MODE, ValidationConfig, get_validation_config
 from include.ops.validation.leakage import leakage_report
 from include.ops.validation.outcome import (
@@ -27,6 +28,7 @@ from include.ops.validation.outcome import (
     precheck_rejection,
     publish_rejection,
     rejection_report,
+    stream_rejection,
     suite_rejection,
 )
 from include.ops.validation.prechecks import PrecheckFailure, read_batch
@@ -40,6 +42,7 @@ from include.ops.validation.store import (
 from model.fsio import atomic_write_json, sha256_file
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from model.data import TaskManifest, TaskSpec
@@ -135,6 +138,59 @@ def run_expectations(
         config=config,
         docs_name=gx_suite.docs_folder_name(base.name, base.checksum) if want_docs else None,
     )
+
+
+def duplicate_rows_check(
+    pixels: np.ndarray, base: BatchResult, settings: Settings
+) -> tuple[np.ndarray, dict]:
+    """(row digests, report): PrecheckFailure ``duplicate_rows`` when the batch repeats another task's images."""
+    hashes = row_index.row_hashes(pixels)
+    index = row_index.load(settings.validated_dir)
+    share = settings.validation_max_duplicate_share
+    return hashes, row_index.check_duplicates(hashes, index, base.name, base.task_id, share)
+
+
+def image_distribution_check(pixels: np.ndarray, base: BatchResult, settings: Settings) -> tuple[dict, dict]:
+    """(report, the batch's counts): PrecheckFailure ``image_distribution`` when unlike the stream (mode fail)."""
+    limits = image_stats.ImageLimits.from_settings(settings)
+    if limits.mode == "off":
+        return {"mode": "off"}, image_stats.sufficient_stats(pixels)
+    report, counts = image_stats.distribution_report(pixels, settings.validated_dir, base.name, limits)
+    image_stats.check_distribution(report)
+    if report["failed"]:
+        alerts.record(
+            settings.log_dir,
+            "WARNING",
+            f"{base.name}: images unlike the stream's ({', '.join(report['failed'])}); passed (mode warn)",
+            file=base.name,
+            sha256=base.checksum,
+            check=image_stats.CHECK,
+            failed_measures=report["failed"],
+        )
+    return report, counts
+
+
+def late_duplicate_check(
+    hashes: np.ndarray, base: BatchResult, settings: Settings, then: Callable[[list[Path]], None]
+) -> Callable[[list[Path]], None]:
+    """The commit-time re-check (under the store lock): ``then``, and the row index again (concurrent batches)."""
+
+    def recheck(store_files: list[Path]) -> None:
+        then(store_files)
+        index = row_index.load(settings.validated_dir)
+        share = settings.validation_max_duplicate_share
+        row_index.check_duplicates(hashes, index, base.name, base.task_id, share)
+
+    return recheck
+
+
+def index_published(base: BatchResult, hashes: np.ndarray, counts: dict, settings: Settings) -> None:
+    """Add a published batch to the store's row index and image statistics (a failure here is reconciled later)."""
+    try:
+        row_index.record(settings.validated_dir, base.name, hashes)
+        image_stats.record(settings.validated_dir, base.name, counts)
+    except OSError as exc:
+        alerts.record(settings.log_dir, "WARNING", f"{base.name}: store indexes not updated ({exc})")
 
 
 def late_leakage_check(frame: pd.DataFrame, references_seen: list[str]) -> Callable[[list[Path]], None]:
@@ -295,9 +351,18 @@ def validate_landed_file(
     outcome = run_expectations(frame, base, spec, settings, config, build_docs)
     if not outcome.success:
         return rejected(suite_rejection(outcome))
+    pixels = row_index.frame_pixels(frame)
+    try:
+        hashes, duplicates = duplicate_rows_check(pixels, base, settings)
+        distribution, counts = image_distribution_check(pixels, base, settings)
+    except PrecheckFailure as failure:
+        return rejected(stream_rejection(failure, base.name, "stream", outcome.data_docs))
     report_path = report_path_for(settings, base)
     summary = batch_summary(frame, spec, manifest, outcome, report_path, base.source)
+    summary["rows_of_other_tasks"] = {k: duplicates[k] for k in ("duplicate_rows", "share", "by_task")}
+    summary["image_distribution"] = image_stats.summary_of(distribution)
     recheck = late_leakage_check(frame, outcome.observed.get("leakage_references") or [])
+    recheck = late_duplicate_check(hashes, base, settings, then=recheck)
     try:
         stored, new = publish(path, base, manifest_path, settings, summary, recheck)
     except PrecheckFailure as failure:
@@ -307,4 +372,5 @@ def validate_landed_file(
         return base.replace(
             status="skipped", path=str(stored), reason="validated concurrently by another run"
         )
+    index_published(base, hashes, counts, settings)
     return record_validated(base, stored, report_path, summary, outcome, settings)
