@@ -122,8 +122,11 @@ def docker_training_operator_kwargs(
 
 
 def refuse_while_locked(context: Any) -> None:
-    """``pre_execute`` of the container task: TrainingRefused while the maintenance lock is held."""
-    check_lock(get_settings())
+    """``pre_execute`` of the container task: fails without retry while the maintenance lock is held."""
+    from include.airflow_glue.refusals import fail_on_refusal
+
+    with fail_on_refusal():
+        check_lock(get_settings())
 
 
 def build_docker_training_operator(

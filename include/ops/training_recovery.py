@@ -7,7 +7,7 @@ lock, repairs that on its own, in this order:
 1. **Orphaned runs** (:func:`mark_orphaned_runs`): every run opened by training records the host, pid and
    the pid's start time (``ct.host``, ``ct.pid``, ``ct.pid_start``). A RUNNING run of this experiment opened
    on this host whose process is gone (or whose pid now belongs to another process) is ended FAILED with
-   ``ct.orphaned=killed: ...``. Runs opened on another host are left alone: their liveness is not knowable
+   ``ct.orphaned=killed: ...`` (FINISHED when it was already tagged learned: only its end was lost). Runs opened on another host are left alone: their liveness is not knowable
    here. A retry of the same DAG run resumes its run; the tag stays as history.
 2. **Checkpoints ahead of MLflow** (:func:`record_unrecorded_tasks`): a task in the learner state with no
    learned run is *recorded from its verified checkpoint's own metadata* (accuracy matrix, retention,
@@ -84,7 +84,8 @@ def process_gone(tags: dict[str, str]) -> str | None:
 
 
 def mark_orphaned_runs(settings: Settings) -> list[str]:
-    """End FAILED every RUNNING run whose training process on this host is gone; returns their run ids."""
+    """End every RUNNING run whose training process on this host is gone (FAILED, or FINISHED when it was
+    already tagged learned), tagged ``ct.orphaned`` with the reason; returns their run ids."""
     mlc = tracking.mlflow_client(settings)
     exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
     if exp is None:
@@ -94,11 +95,14 @@ def mark_orphaned_runs(settings: Settings) -> list[str]:
         reason = process_gone(run.data.tags)
         if reason is None:
             continue
+        # killed between the learned tag and the run's end: the task was recorded, so the run did finish
+        learned = run.data.tags.get(tracking.TAG_STATUS) == tracking.STATUS_LEARNED
+        status = "FINISHED" if learned else "FAILED"
         mlc.set_tag(run.info.run_id, TAG_ORPHANED, reason)
-        mlc.set_terminated(run.info.run_id, status="FAILED")
+        mlc.set_terminated(run.info.run_id, status=status)
         log.warning(
-            "MLflow run %s (task %s) was orphaned, marked FAILED: %s",
-            run.info.run_id, run.data.tags.get(tracking.TAG_TASK_ID), reason,
+            "MLflow run %s (task %s) was orphaned, marked %s: %s",
+            run.info.run_id, run.data.tags.get(tracking.TAG_TASK_ID), status, reason,
         )  # fmt: skip
         marked.append(run.info.run_id)
     return marked

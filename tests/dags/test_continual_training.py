@@ -249,6 +249,8 @@ def test_maintenance_lock_refuses_every_training_path(small_training):
     import subprocess
     import sys
 
+    from airflow.sdk.exceptions import AirflowFailException
+
     from include.airflow_glue.docker_training import refuse_while_locked
     from include.ops import training
     from include.ops.lock import maintenance_lock
@@ -261,7 +263,7 @@ def test_maintenance_lock_refuses_every_training_path(small_training):
             training.learn_one(settings, "task_0", cfg, "continual_training", "manual__locked")
         with pytest.raises(training.TrainingRefused, match="maintenance lock"):
             training.learn_one(settings, "task_0", cfg)
-        with pytest.raises(training.TrainingRefused, match="maintenance lock"):
+        with pytest.raises(AirflowFailException, match="refused: maintenance lock"):  # no retry
             refuse_while_locked({})
         cli = subprocess.run(
             [sys.executable, "-m", "include.ops.train_cli", "--task-id", "task_0"],

@@ -97,3 +97,30 @@ def test_chaos_table_counts_what_went_wrong(matrix):
     assert (
         format_table([bad]).splitlines()[-1].startswith("kinds tried: 1; failed: 1; tasks learned twice: 1")
     )
+
+
+def test_orphan_sweep_ends_dead_runs_only_and_says_why(ct_env):
+    from include.ops import tracking
+    from include.ops import training_recovery as tr
+    from include.ops.settings import get_settings
+
+    settings = get_settings()
+    mlc = tracking.mlflow_client(settings)
+    exp = tracking.ensure_experiment(settings)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    dead = {**tr.process_identity(), tr.TAG_PID: str(child.pid)}
+    killed = mlc.create_run(exp, tags={**dead, tracking.TAG_TASK_ID: "task_0"}).info.run_id
+    # killed after the learned tag, before the run ended: the task was recorded, only the end was lost
+    ended_late = mlc.create_run(exp, tags={**dead, tracking.TAG_STATUS: tracking.STATUS_LEARNED}).info.run_id
+    live = mlc.create_run(exp, tags=tr.process_identity()).info.run_id
+    unknown = mlc.create_run(exp).info.run_id  # no identity (an older version's run): not judged
+
+    assert sorted(tr.mark_orphaned_runs(settings)) == sorted([killed, ended_late])
+    status = {r: mlc.get_run(r).info.status for r in (killed, ended_late, live, unknown)}
+    assert status == {killed: "FAILED", ended_late: "FINISHED", live: "RUNNING", unknown: "RUNNING"}
+    assert (
+        mlc.get_run(killed).data.tags[tr.TAG_ORPHANED]
+        == f"killed: no live process {child.pid} on {dead[tr.TAG_HOST]}"
+    )
+    assert tr.mark_orphaned_runs(settings) == [], "idempotent"
