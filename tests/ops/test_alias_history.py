@@ -1,0 +1,126 @@
+"""The alias history: append-only registry tags + local mirror, written by the gate and the rollback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.ops.alias_history_support import gate as _gate
+from tests.ops.alias_history_support import registry as _registry
+
+
+def test_every_gate_move_is_one_sequenced_entry_in_the_registry_and_the_mirror(ct_env: Path):
+    from include.ops import alias_history
+    from include.ops.champion_record import read_champion_record
+
+    settings, mlc, results = _registry(ct_env)
+    _gate(settings, results[0])
+    _gate(settings, results[1])
+    _gate(settings, results[2], acc=0.1)  # fails: challenger
+    _gate(settings, results[1])  # a re-gate of the champion (a retry) is no move
+    history = alias_history.read_history(settings)
+    assert [(e.seq, e.alias, e.from_version, e.to_version, e.kind) for e in history] == [
+        (1, "champion", None, "1", "promotion"),
+        (2, "champion", "1", "2", "promotion"),
+        (3, "challenger", None, "3", "challenger"),
+    ]
+    assert "gate failed" in history[2].reason and history[1].metrics["mean_retention"] == 0.9
+    tags = mlc.get_registered_model(settings.registered_model).tags
+    assert sorted(k for k in tags if k.startswith("ct.alias_history.")) == [
+        "ct.alias_history.000001", "ct.alias_history.000002", "ct.alias_history.000003"
+    ]  # fmt: skip
+    assert alias_history.read_mirror(settings) == history
+    record = read_champion_record(settings)  # the champion record is the history's head
+    assert (record.version, record.history_seq) == ("2", 2)
+
+
+def test_an_append_never_rewrites_an_entry_and_every_value_fits_the_tag_column(ct_env: Path):
+    from include.ops import alias_history
+
+    settings, mlc, _ = _registry(ct_env, n=1)
+    first = alias_history.append_move(settings, "champion", None, "1", "promotion", "first")
+    before = mlc.get_registered_model(settings.registered_model).tags[alias_history.tag_key(1)]
+    big = alias_history.append_move(
+        settings, "champion", "1", "1", "approval", "x" * 20000, metrics={f"m{i}": i for i in range(900)}
+    )
+    tags = mlc.get_registered_model(settings.registered_model).tags
+    assert tags[alias_history.tag_key(1)] == before and first.seq == 1 and big.seq == 2
+    assert len(tags[alias_history.tag_key(2)]) <= alias_history.MAX_TAG_VALUE
+    assert json.loads(tags[alias_history.tag_key(2)])["reason"].endswith("...")
+    mlc.set_registered_model_tag(settings.registered_model, alias_history.tag_key(3), "{garbled")
+    third = alias_history.append_move(settings, "champion", "1", "1", "approval", "after garbage")
+    assert third.seq == 4  # the garbled seq is kept, not overwritten
+    assert mlc.get_registered_model(settings.registered_model).tags[alias_history.tag_key(3)] == "{garbled"
+    with pytest.raises(ValueError, match="kind"):
+        alias_history.append_move(settings, "champion", None, "1", "teleport", "")
+
+
+def test_rollback_goes_to_the_previous_champion_and_is_recorded(ct_env: Path):
+    from include.ops import alias_history, rollback
+    from include.ops.champion_record import read_champion_record
+
+    settings, mlc, results = _registry(ct_env)
+    for r in results:
+        _gate(settings, r)
+    done = rollback.rollback(settings, reason="v3 misbehaves", reload=False)
+    assert (done.from_version, done.to_version) == ("3", "2")
+    assert str(mlc.get_model_version_by_alias(settings.registered_model, "champion").version) == "2"
+    last = alias_history.read_history(settings)[-1]
+    assert (last.kind, last.from_version, last.to_version, last.seq) == (
+        "rollback",
+        "3",
+        "2",
+        done.history_seq,
+    )
+    assert "v3 misbehaves" in last.reason
+    assert read_champion_record(settings).version == "2"
+    assert rollback.rollback(settings, reload=False).to_version == "1"  # never back to a rolled-back version
+    with pytest.raises(rollback.RollbackRefused, match="no earlier champion"):
+        rollback.rollback(settings, reload=False)
+    assert rollback.rollback(settings, version=3, reload=False).to_version == "3"  # named: gate passed
+
+
+def test_rollback_refuses_an_ungated_version_a_bad_checksum_and_unknown_versions(ct_env: Path):
+    from include.ops import rollback
+
+    settings, mlc, results = _registry(ct_env)
+    _gate(settings, results[0])
+    _gate(settings, results[1])
+    _gate(settings, results[2], acc=0.1)
+    with pytest.raises(rollback.RollbackRefused, match="never passed the gate"):
+        rollback.rollback(settings, version=3, reload=False)
+    with pytest.raises(rollback.RollbackRefused, match="has no version 9"):
+        rollback.rollback(settings, version=9, reload=False)
+    with pytest.raises(rollback.RollbackRefused, match="already champion"):
+        rollback.rollback(settings, version=2, reload=False)
+    Path(results[0]["checkpoint_path"]).write_bytes(b"tampered")
+    with pytest.raises(rollback.RollbackRefused, match="sha256"):
+        rollback.rollback(settings, reload=False)
+    assert str(mlc.get_model_version_by_alias(settings.registered_model, "champion").version) == "2"
+    mlc.set_model_version_tag(settings.registered_model, "3", "approval", "approved")
+    assert rollback.rollback(settings, version="3", reload=False).to_version == "3"  # approved counts
+
+
+def test_a_restore_keeps_the_history_and_appends_a_restore_entry(
+    ct_env: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from include.ops import alias_history
+    from include.ops.backup.create import create_backup
+    from include.ops.backup.restore import restore_backup
+
+    # the restore replaces the store's file: pooled connections would keep reading the old one (a restore
+    # runs in its own process; here it shares ours)
+    monkeypatch.setenv("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
+    settings, mlc, results = _registry(ct_env)
+    _gate(settings, results[0])
+    _gate(settings, results[1])
+    backup_id = create_backup(settings=settings).backup_id
+    _gate(settings, results[2])  # after the backup: the restore takes champion back to v2
+    restore_backup(backup_id, settings=settings)
+    kept = alias_history.read_history(settings)
+    assert [(e.seq, e.to_version) for e in kept] == [(1, "1"), (2, "2")]
+    entries = alias_history.record_restore(settings, backup_id, {"champion": "3"})
+    assert [(e.seq, e.kind, e.from_version, e.to_version) for e in entries] == [(3, "restore", "3", "2")]
+    assert alias_history.read_mirror(settings)[-1].reason == f"restored backup {backup_id}"
