@@ -349,3 +349,38 @@ def test_experiment_is_tagged_as_model_training_even_when_it_existed_before(ct_e
     fresh = settings.replace(mlflow_experiment="another")
     new_id = tracking.ensure_experiment(fresh)
     assert mlc.get_experiment(new_id).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+
+
+def test_a_run_with_nothing_to_learn_registers_what_a_crash_left_unregistered(small_training):
+    """Learned in MLflow, killed before `register`: the next trigger gates it without training or an Asset event."""
+    import shutil
+
+    from include.ops import tracking, training
+    from include.ops.run_settings import resolve_train_config
+
+    settings = small_training
+    cfg = resolve_train_config({"strategy": "naive"})
+    learned = training.learn_one(
+        settings, "task_0", cfg, "continual_training", "manual__killed-before-register"
+    )
+    settings.validated_dir.mkdir(parents=True)  # task_1 has not passed validation: nothing new to learn
+    shutil.copy(settings.data_dir / "manifest.json", settings.validated_dir / "manifest.json")
+    assert training.plan_tasks(settings, None, []) == []
+
+    dagrun = load_dag("continual_training").test(run_conf={"accuracy_floor": 0.0})
+    states = {ti.task_id: state_name(ti.state) for ti in dagrun.get_task_instances()}
+    assert state_name(dagrun.state) == "success", states
+    assert (states["plan"], states["train"], states["register"], states["gate"]) == (
+        "success",
+        "skipped",
+        "success",
+        "success",
+    ), states
+    assert asset_events("model_checkpoint", dagrun.run_id) == [], "nothing was trained"
+    version = tracking.registered_version(settings, learned["mlflow_run_id"])
+    mlc = tracking.mlflow_client(settings)
+    assert mlc.get_model_version(settings.registered_model, version).tags["gate"] == "passed"
+    again = load_dag("continual_training").test()  # nothing pending any more: every task skipped
+    assert state_name(again.state) == "success"
+    assert {ti.task_id: state_name(ti.state) for ti in again.get_task_instances()}["plan"] == "skipped"
+    assert len(mlc.search_model_versions(f"name = '{settings.registered_model}'")) == 1, "registered once"
