@@ -44,14 +44,19 @@ def training_lock_path(settings: Settings) -> Path:
     return settings.state_dir / TRAINING_LOCK_NAME
 
 
+GONE = "gone"  # _pid_start: no such process, or a zombie (it exited; only its parent has not reaped it)
+
+
 def _pid_start(pid: int) -> str | None:
-    """Start time of ``pid`` in clock ticks since boot (``/proc``), or None where it cannot be read."""
+    """Start time of ``pid`` in clock ticks since boot, :data:`GONE`, or None where ``/proc`` cannot tell."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    except FileNotFoundError:
+        return GONE if Path("/proc/self/stat").exists() else None
+    except OSError:  # e.g. another user's process under hidepid: alive as far as we can know
         return None
     fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces; fields 3.. follow it
-    return None if fields[0] in ("Z", "X") else fields[19]
+    return GONE if fields[0] in ("Z", "X") else fields[19]
 
 
 def process_identity() -> dict[str, str]:
@@ -68,17 +73,16 @@ def process_gone(tags: dict[str, str]) -> str | None:
     if pid == os.getpid():
         return None
     started = _pid_start(pid)
-    if started is None:
-        if Path("/proc/self/stat").exists():
-            return f"killed: no live process {pid} on {tags[TAG_HOST]}"
-        try:  # no /proc: fall back to a signal-0 probe
+    if started is None:  # no /proc (or unreadable): a signal-0 probe tells gone from alive
+        try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return f"killed: no live process {pid} on {tags[TAG_HOST]}"
+            started = GONE
         except PermissionError:
             return None
-        return None
-    if tags.get(TAG_PID_START) and started != tags[TAG_PID_START]:
+    if started == GONE:
+        return f"killed: no live process {pid} on {tags[TAG_HOST]}"
+    if started and tags.get(TAG_PID_START) and started != tags[TAG_PID_START]:
         return f"killed: pid {pid} on {tags[TAG_HOST]} now belongs to another process"
     return None
 

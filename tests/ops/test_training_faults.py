@@ -74,8 +74,10 @@ def test_orphan_detection_tells_dead_reused_and_foreign_processes_apart():
     me = tr.process_identity()
     assert tr.process_gone(me) is None, "this process is alive"
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped yet: a zombie
     dead = {**me, tr.TAG_PID: str(child.pid), tr.TAG_PID_START: "1"}
+    assert "no live process" in tr.process_gone(dead), "a zombie is dead"
+    child.wait()
     assert "no live process" in tr.process_gone(dead)
     reused = {**me, tr.TAG_PID: str(os.getppid()), tr.TAG_PID_START: "1"}  # a live pid, another start time
     assert "another process" in tr.process_gone(reused)
