@@ -20,6 +20,9 @@ TASK_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 # and the most parameters a model may have (the README promises a model under 100k parameters).
 DEFAULT_CLASS_CAPACITY = 10
 DEFAULT_PARAM_BUDGET = 100_000
+# Width of the fixed random ReLU expansion the ``analytic`` strategy's closed-form head reads (RanPAC-style);
+# regenerated from ``ModelConfig.expansion_seed``, never stored: not parameters (see README)
+ANALYTIC_EXPANSION_DIM = 2000
 
 
 class _DictConfig:
@@ -66,6 +69,9 @@ class ModelConfig(_DictConfig):
     pool: str = "flatten"  # "cls" token, "mean" over patch tokens, or "flatten" (all tokens side by side)
     # the most parameters a model of this config may have (a bigger one is not built); None: no budget (old states)
     param_budget: int | None = DEFAULT_PARAM_BUDGET
+    # > 0: the head reads a fixed random ReLU expansion of this width (the analytic strategy), in float64
+    expansion_dim: int = 0
+    expansion_seed: int = 0  # the expansion is regenerated on CPU from it; its sha256 is checked on load
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size != 0:
@@ -79,6 +85,8 @@ class ModelConfig(_DictConfig):
         for name in ("num_classes", "max_tasks", "n_layers", "channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.expansion_dim < 0:
+            raise ValueError(f"expansion_dim must be >= 0, got {self.expansion_dim}")
         if self.param_budget is not None and self.param_budget < 1:
             raise ValueError(f"param_budget must be >= 1 or None, got {self.param_budget}")
 
@@ -102,7 +110,7 @@ class ModelConfig(_DictConfig):
 class TrainConfig(_DictConfig):
     """How one task is trained; the defaults are the tuned ones the benchmark targets were measured with."""
 
-    strategy: str = "replay"  # one of model.strategies.STRATEGIES
+    strategy: str = "replay"  # one of model.strategies.STRATEGIES ("analytic": closed-form head, no SGD)
     scenario: str = "class_incremental"  # or "task_incremental" (task id known at test time)
     epochs: int = 40
     batch_size: int = 32
@@ -134,11 +142,12 @@ class TrainConfig(_DictConfig):
     ewc_gamma: float = 1.0  # online EWC decay of the accumulated Fisher information
     inject_nan_at_step: int | None = None  # debug: the loss at this optimizer step (0-based, per task) is NaN
     compile: bool = False  # torch.compile the model (worth it on GPU only)
+    analytic_features: int = ANALYTIC_EXPANSION_DIM  # random features of a new analytic stream's head
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
-        for name in ("epochs", "batch_size", "grad_accum_steps", "log_every"):
+        for name in ("epochs", "batch_size", "grad_accum_steps", "log_every", "analytic_features"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("replay_budget", "replay_batch_size", "finetune_epochs", "num_workers"):

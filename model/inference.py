@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.checkpoint import load_checkpoint, read_sidecar
+from model.checkpoint import load_checkpoint, read_sidecar, save_checkpoint
 from model.config import ModelConfig
 from model.data import PIXEL_MAX
 from model.network import TinyTransformer
@@ -60,6 +60,20 @@ def load_model(
         "sha256": read_sidecar(path),  # load_checkpoint just verified the file against it
     }
     return model, cfg, meta
+
+
+# what a served model needs; training memory (optimizer moments, replay exemplars, the analytic strategy's Gram
+# matrix and cross-covariance, RNG state) stays in the learner's checkpoint and out of the served artifact
+SERVING_KEYS = (
+    "format_version", "model_state", "model_config", "train_config", "strategy_name", "task_id", "task_index",
+    "learned_tasks", "task_classes", "classes_seen", "scenario", "acc_matrix", "metrics", "manifest_name",
+)  # fmt: skip
+
+
+def export_serving_checkpoint(checkpoint_path: Path, out_path: Path) -> str:
+    """Write a verified checkpoint's serving part (``SERVING_KEYS``) to ``out_path`` (+ sidecar); its sha256."""
+    payload = load_checkpoint(Path(checkpoint_path))
+    return save_checkpoint(Path(out_path), {k: payload[k] for k in SERVING_KEYS if k in payload})
 
 
 def optimize_for_tensorrt(model: TinyTransformer, device: torch.device) -> torch.nn.Module:

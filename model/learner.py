@@ -25,11 +25,11 @@ from model.capacity import CAPACITY_KEY, STATE_FILENAME, StreamCapacity, read_ca
 from model.checkpoint import CheckpointError, load_checkpoint, read_sidecar, save_checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.data import TaskData, TaskManifest, load_manifest, load_task_csv
-from model.fsio import atomic_write_bytes
+from model.fsio import atomic_write_bytes, sha256_file
 from model.metrics import AccuracyMatrix, EvalSet, summarize, task_accuracies
 from model.network import TinyTransformer
 from model.seeding import capture_rng_state, restore_rng_state, seed_everything
-from model.strategies import Strategy, TaskContext, get_strategy
+from model.strategies import Strategy, TaskContext, UnlearningRefused, get_strategy
 from model.training import make_optimizer, resolve_device, train_task
 
 logger = logging.getLogger("model.training")
@@ -134,6 +134,11 @@ class ContinualLearner:
                 max_tasks=max(ModelConfig.max_tasks, len(self.manifest.tasks)),
             )
         self.train_cfg = train_cfg or TrainConfig()
+        if payload is None and self.train_cfg.strategy == "analytic" and not model_cfg.expansion_dim:
+            # a new analytic stream: its head reads a random expansion seeded like the rest of the model
+            model_cfg = dataclasses.replace(
+                model_cfg, expansion_dim=self.train_cfg.analytic_features, expansion_seed=self.train_cfg.seed
+            )
         self.model_cfg = model_cfg
         if self.manifest.num_classes > model_cfg.num_classes:
             raise ValueError(
@@ -151,6 +156,9 @@ class ContinualLearner:
         self.task_classes: list[list[int]] = []
         self.matrix = AccuracyMatrix()
         self.checkpoints: list[dict[str, Any]] = []
+        # per learned task: the sha256 of the file it was learned from and its index when learned
+        self.learned_from: dict[str, dict[str, Any]] = {}
+        self.unlearned: list[dict[str, Any]] = []  # tasks removed by unlearn_task; never learned again
         self.resumed_from: Path | None = None
         if payload is not None:
             self._restore(payload)
@@ -187,6 +195,8 @@ class ContinualLearner:
         self.task_classes = [list(c) for c in payload["task_classes"]]
         self.matrix = AccuracyMatrix(payload["acc_matrix"])
         self.checkpoints = [dict(c) for c in payload["checkpoints"]]
+        self.learned_from = {k: dict(v) for k, v in payload.get("learned_from", {}).items()}
+        self.unlearned = [dict(u) for u in payload.get("unlearned", [])]
         restore_rng_state(payload["rng_state"])
 
     def _reload_last_good(self) -> None:
@@ -256,6 +266,10 @@ class ContinualLearner:
         """
         if task_id in self.learned_tasks:
             raise ValueError(f"task {task_id!r} is already learned (learned: {self.learned_tasks})")
+        if any(u["task_id"] == task_id for u in self.unlearned):
+            raise ValueError(
+                f"task {task_id!r} was unlearned; it is not learned again (learner state {self.state_dir})"
+            )
         try:
             spec = self.manifest.task(task_id)
         except KeyError as exc:
@@ -278,11 +292,15 @@ class ContinualLearner:
             task_id, task_index, spec.classes, len(data.y_train), cfg.strategy, cfg.scenario, self.device,
         )  # fmt: skip
         start = time.perf_counter()
+        task_file_sha = sha256_file(self.manifest.task_path(task_id, self.manifest_path.parent))
         try:
-            losses = train_task(
-                self.model, self.optimizer, self.strategy, data.x_train, data.y_train, ctx, cfg, self.device,
-                on_epoch_end,
-            )  # fmt: skip
+            if self.strategy.closed_form:  # no SGD: the strategy solves its head from the task's rows
+                losses = self.strategy.fit_task(self.model, ctx, data.x_train, data.y_train)
+            else:
+                losses = train_task(
+                    self.model, self.optimizer, self.strategy, data.x_train, data.y_train, ctx, cfg, self.device,
+                    on_epoch_end,
+                )  # fmt: skip
         except BaseException:
             self._reload_last_good()
             raise
@@ -293,6 +311,7 @@ class ContinualLearner:
 
         self.learned_tasks.append(task_id)
         self.task_classes.append(list(spec.classes))
+        self.learned_from[task_id] = {"sha256": task_file_sha, "task_index": task_index}
         accuracies = self.evaluate()
         self.matrix.update(list(accuracies.values()))
         metrics = summarize(self.matrix.result(), self.task_classes, cfg.scenario)
@@ -336,6 +355,91 @@ class ContinualLearner:
         )  # fmt: skip
         return result
 
+    def unlearn_task(self, task_id: str) -> LearnResult:
+        """Remove learned task ``task_id`` exactly, evaluate the remaining tasks, checkpoint; closed-form only.
+
+        The task's rows are read again from its file, which must hash to the sha256 recorded when it was
+        learned. Returns the LearnResult of the state after removal (``task_id`` = the newest task still
+        learned); the task is recorded in ``unlearned`` and ``learn_task`` refuses it from then on.
+        UnlearningRefused (nothing changed) when the strategy cannot unlearn, the task is not learned or is
+        the only one, or its file is gone or changed.
+        """
+        if not self.strategy.closed_form:
+            self.strategy.unlearn(self.model, None, None, None)  # type: ignore[arg-type]  # refuses, naming why
+        if task_id not in self.learned_tasks:
+            raise UnlearningRefused(f"task {task_id!r} is not learned (learned: {self.learned_tasks})")
+        if len(self.learned_tasks) == 1:
+            raise UnlearningRefused(
+                f"task {task_id!r} is the only learned task: nothing would remain (start a new stream)"
+            )
+        record = self.learned_from.get(task_id)
+        if record is None:
+            raise UnlearningRefused(
+                f"task {task_id!r} has no record of the file it was learned from (an older checkpoint)"
+            )
+        path = self.manifest.task_path(task_id, self.manifest_path.parent)
+        if not path.is_file():
+            raise UnlearningRefused(
+                f"task {task_id!r}: its file {path} is gone; the exact rows learned cannot be removed"
+            )
+        actual = sha256_file(path)
+        if actual != record["sha256"]:
+            raise UnlearningRefused(
+                f"task {task_id!r}: its file {path} has sha256 {actual} but was learned from {record['sha256']}: refused"
+            )
+        position = self.learned_tasks.index(task_id)
+        cfg = self.train_cfg
+        self._data_cache.pop(task_id, None)
+        data = self.task_data(task_id).subsample_train(
+            cfg.max_samples_per_task, cfg.seed + int(record["task_index"])
+        )
+        ctx = TaskContext(
+            task_index=int(record["task_index"]),
+            task_id=task_id,
+            classes=tuple(self.task_classes[position]),
+            past_classes=tuple(tuple(c) for c in self.task_classes[:position]),
+            scenario=cfg.scenario,
+            num_classes=self.model_cfg.num_classes,
+        )
+        start = time.perf_counter()
+        try:
+            self.strategy.unlearn(self.model, ctx, data.x_train, data.y_train)
+        except BaseException:
+            self._reload_last_good()
+            raise
+        classes = self.task_classes.pop(position)
+        self.learned_tasks.pop(position)
+        del self.learned_from[task_id]
+        self.unlearned.append(
+            {
+                "task_id": task_id,
+                "sha256": record["sha256"],
+                "classes": classes,
+                "at": datetime.now(UTC).isoformat(),
+            }
+        )
+        # the matrix loses the task's row and column; its last row becomes the state after the removal
+        rows = [
+            [v for j, v in enumerate(row) if j != position]
+            for i, row in enumerate(self.matrix.rows)
+            if i != position
+        ]
+        rows[-1] = list(self.evaluate().values())
+        self.matrix = AccuracyMatrix(rows)
+        metrics = summarize(self.matrix.result(), self.task_classes, cfg.scenario)
+        run_facts = {
+            "epoch_losses": [],
+            "train_seconds": time.perf_counter() - start,
+            "device": str(self.device),
+            "strategy_memory_bytes": self.strategy.memory_bytes(),
+            "stored_exemplars": self.strategy.stored_exemplars(),
+            "unlearned": task_id,
+        }
+        newest = self.learned_tasks[-1]
+        self._save(len(self.learned_tasks) - 1, newest, metrics, run_facts, label=f"unlearn_{task_id}")
+        logger.info("unlearned task %s (classes %s); learned now %s", task_id, classes, self.learned_tasks)
+        return self.result_from_checkpoint(newest)
+
     def result_from_checkpoint(self, task_id: str) -> LearnResult:
         """The LearnResult of a learned task rebuilt from its own verified checkpoint (when a crash lost it).
 
@@ -376,18 +480,31 @@ class ContinualLearner:
             self._write_state_file(result)
         return result
 
+    def _next_sequence(self) -> int:
+        """File index of the next checkpoint: one past the last one's (an unlearning also takes one)."""
+        indices = [int(m.group(1)) for c in self.checkpoints if (m := _CKPT_RE.match(c["file"]))]
+        return max(indices, default=-1) + 1
+
     def _save(
-        self, task_index: int, task_id: str, metrics: dict, run_facts: dict | None = None
+        self,
+        task_index: int,
+        task_id: str,
+        metrics: dict,
+        run_facts: dict | None = None,
+        label: str | None = None,
     ) -> tuple[Path, str]:
-        """Write the checkpoint of the task just learned; stale checkpoints of an abandoned future are moved aside."""
+        """Write the checkpoint of the task just learned; stale checkpoints of an abandoned future are moved aside.
+
+        ``label`` names the file instead of ``task_id`` (an unlearning's checkpoint)."""
+        sequence = max(task_index, self._next_sequence())  # == task_index unless a task was unlearned
         for index, stale in list_checkpoints(self.checkpoint_dir):
-            if index >= task_index:
+            if index >= sequence:
                 # left by a run whose later tasks were rolled back (e.g. a corrupted checkpoint was skipped)
                 stale.replace(stale.with_name(stale.name + ".orphaned"))
                 logger.warning(
                     "moved stale checkpoint %s aside (task index %d >= %d)", stale, index, task_index
                 )
-        path = self.checkpoint_dir / checkpoint_name(task_index, task_id)
+        path = self.checkpoint_dir / checkpoint_name(sequence, label or task_id)
         payload = {
             "format_version": FORMAT_VERSION,
             "model_state": self.model.state_dict(),
@@ -409,6 +526,8 @@ class ContinualLearner:
             "model_config": self.model_cfg.to_dict(),
             "train_config": self.train_cfg.to_dict(),
             "manifest_name": self.manifest.name,
+            "learned_from": {k: dict(v) for k, v in self.learned_from.items()},
+            "unlearned": [dict(u) for u in self.unlearned],
         }
         digest = save_checkpoint(path, payload)
         self.checkpoints.append(
@@ -425,6 +544,7 @@ class ContinualLearner:
             "strategy": self.train_cfg.strategy,
             "scenario": self.train_cfg.scenario,
             "learned_tasks": list(self.learned_tasks),
+            "unlearned_tasks": [u["task_id"] for u in self.unlearned],
             "acc_matrix": result.acc_matrix,
             "latest_checkpoint": result.checkpoint_path,
             "latest_sha256": result.checkpoint_sha256,

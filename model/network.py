@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -84,6 +85,42 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))  # (B, T, C)
 
 
+class RandomReLUExpansion(nn.Module):
+    """Fixed random ReLU features ``relu(x W + b)`` (RanPAC-style) for the analytic head; not parameters.
+
+    ``W`` and ``b`` are regenerated on CPU from ``seed`` at construction and never stored (non-persistent
+    buffers); only their sha256 is (a persistent uint8 buffer), and loading a state whose digest differs from
+    the regenerated one fails: a different torch RNG would silently change every feature otherwise.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, seed: int) -> None:
+        super().__init__()
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        # scaled for unit-variance pre-activations on the layer-normed features
+        weight = torch.randn(in_dim, out_dim, generator=gen) / math.sqrt(in_dim)
+        bias = torch.randn(out_dim, generator=gen)
+        digest = hashlib.sha256(weight.numpy().tobytes() + bias.numpy().tobytes()).digest()
+        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
+        self.register_buffer("sha256", torch.tensor(list(digest), dtype=torch.uint8))
+
+    def hexdigest(self) -> str:
+        """The sha256 of the regenerated ``W`` and ``b``."""
+        return bytes(self.sha256.cpu().tolist()).hex()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):  # type: ignore[no-untyped-def]
+        stored = state_dict.get(prefix + "sha256")
+        if stored is not None and bytes(stored.cpu().tolist()) != bytes(self.sha256.cpu().tolist()):
+            errors.append(
+                f"random expansion regenerated from its seed has sha256 {self.hexdigest()} but the state recorded "
+                f"{bytes(stored.cpu().tolist()).hex()}: this torch generates different features, refusing to load"
+            )
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x @ self.weight + self.bias)  # (B, expansion_dim)
+
+
 class TinyTransformer(nn.Module):
     """Patch transformer with one head over every class of the stream; its size never depends on tasks."""
 
@@ -98,8 +135,18 @@ class TinyTransformer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.feature_dim, cfg.num_classes)
+        self.expansion = (
+            RandomReLUExpansion(cfg.feature_dim, cfg.expansion_dim, cfg.expansion_seed)
+            if cfg.expansion_dim
+            else None
+        )
+        self.head = nn.Linear(cfg.expansion_dim or cfg.feature_dim, cfg.num_classes)
         self.apply(self._init_weights)
+        if self.expansion is not None:
+            # the analytic head is solved in closed form in float64 and kept so; classes it has not learned
+            # (or unlearned) are masked out of every prediction, since a zero head column can still win
+            self.head.double()
+            self.register_buffer("active_classes", torch.zeros(cfg.num_classes, dtype=torch.bool))
         nn.init.normal_(self.pos_emb, std=0.02)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=0.02)
@@ -149,4 +196,8 @@ class TinyTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, num_classes) for flat (B, F) or image (B, C, H, W) input."""
-        return self.head(self.features(x))
+        if self.expansion is None:
+            return self.head(self.features(x))
+        logits = self.head(self.expansion(self.features(x)).double()).float()  # (B, num_classes)
+        active = self.active_classes
+        return logits.masked_fill(~active & active.any(), float("-inf"))  # nothing learned yet: no mask

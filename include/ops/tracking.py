@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,6 +288,8 @@ def register_version(settings: Settings, run_id: str, result: dict[str, Any]) ->
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 
+    from model.inference import export_serving_checkpoint
+
     mlflow_client(settings)
     n_features = 64
     # "Any" columns: MLflow refuses int64 (the task CSVs' pixels) against "double", floats against "long";
@@ -295,14 +298,14 @@ def register_version(settings: Settings, run_id: str, result: dict[str, Any]) ->
         inputs=Schema([ColSpec(AnyType(), f"f{i}") for i in range(n_features)]),
         outputs=Schema([TensorSpec(np.dtype("float32"), (-1, -1))]),
     )
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
+        # the served artifact holds the model only: strategy memory (exemplars, Gram matrices) stays behind
+        served = Path(tmp) / Path(result["checkpoint_path"]).name
+        export_serving_checkpoint(Path(result["checkpoint_path"]), served)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
-            artifacts={
-                "checkpoint": result["checkpoint_path"],
-                "checkpoint_sha256": result["checkpoint_path"] + ".sha256",
-            },
+            artifacts={"checkpoint": str(served), "checkpoint_sha256": str(served) + ".sha256"},
             code_paths=[str(PROJECT_ROOT / "model")],
             signature=signature,
             pip_requirements=["torch==2.13.0", "numpy", "pandas", "mlflow==3.17.2"],

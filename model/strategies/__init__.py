@@ -5,7 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from model.config import TrainConfig
-from model.strategies.base import Strategy, TaskContext
+from model.strategies.analytic import AnalyticStrategy
+from model.strategies.base import Strategy, TaskContext, UnlearningRefused
 from model.strategies.ewc import EWCStrategy
 from model.strategies.lwf import LwFStrategy
 from model.strategies.naive import NaiveStrategy
@@ -16,6 +17,7 @@ _REGISTRY: dict[str, type[Strategy]] = {
     "replay": ReplayStrategy,
     "lwf": LwFStrategy,
     "ewc": EWCStrategy,
+    "analytic": AnalyticStrategy,
 }
 STRATEGIES: tuple[str, ...] = tuple(_REGISTRY)
 
@@ -29,4 +31,4 @@ def get_strategy(name: str, model: nn.Module, train_cfg: TrainConfig) -> Strateg
     return cls(model, train_cfg)
 
 
-__all__ = ["STRATEGIES", "Strategy", "TaskContext", "get_strategy"]
+__all__ = ["STRATEGIES", "Strategy", "TaskContext", "UnlearningRefused", "get_strategy"]

@@ -63,6 +63,10 @@ class TaskContext:
         return [list(group) for group in self.past_classes]
 
 
+class UnlearningRefused(ValueError):
+    """A task cannot be unlearned exactly (the strategy cannot, or the task or its data do not match)."""
+
+
 class Strategy:
     """A continual-learning method as plugin hooks on the one training loop (avalanche-style).
 
@@ -71,6 +75,7 @@ class Strategy:
     """
 
     name = "base"
+    closed_form = False  # True: the learner calls ``fit_task`` instead of the SGD loop (the analytic strategy)
 
     def __init__(self, model: nn.Module, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -97,6 +102,17 @@ class Strategy:
     def finetune_set(self, ctx: TaskContext) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Class-balanced data to fine-tune on after the task, or None to skip that phase."""
         return None
+
+    def fit_task(self, model: nn.Module, ctx: TaskContext, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+        """Learn a task without SGD (``closed_form`` strategies only); returns the losses to report."""
+        raise NotImplementedError(f"strategy {self.name!r} learns by SGD (model.training.train_task)")
+
+    def unlearn(self, model: nn.Module, ctx: TaskContext, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Remove one learned task's contribution exactly; refused by every strategy that cannot."""
+        raise UnlearningRefused(
+            f"strategy {self.name!r} cannot unlearn a task exactly: what a task taught it is spread over weights "
+            "trained by SGD (and any replay buffer); only the 'analytic' strategy can subtract a task"
+        )
 
     def state_dict(self) -> dict:
         """Everything needed to resume, as tensors/primitives only (checkpoints load with weights_only)."""
