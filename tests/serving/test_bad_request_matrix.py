@@ -1,12 +1,13 @@
-"""The bad-request matrix against a real uvicorn: every case is a 4xx, never a 5xx, and /health keeps answering."""
+"""The bad-request matrix against a real uvicorn, through ``make chaos``'s runner: every case the expected 4xx,
+never a 5xx, and /health answering throughout."""
 
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
 
-from tests.serving.bad_requests import CASES, categories, send
+from include.serving.bad_requests import CASES, categories
+from include.serving.chaos import format_table, passed, run_bad_requests, totals
 from tests.serving.serving_support import TOKEN
 
 
@@ -22,18 +23,27 @@ def test_every_bad_request_is_a_clear_4xx_and_health_keeps_answering(serving_env
     from include.serving.server import BackgroundServer
 
     settings = ServingSettings(api_token=TOKEN, degraded_pct=100.0, unhealthy_pct=100.0, champion_poll_s=0)
-    outcomes = []
     with BackgroundServer(create_app(settings)) as server:
-        for case in CASES:
-            status, body = send(server.url, case, TOKEN)
-            with urllib.request.urlopen(server.url + "/health", timeout=10) as health:
-                assert health.status == 200
-            outcomes.append((case.category, case.kind, status, body[:300]))
-    wrong = [o for o, case in zip(outcomes, CASES, strict=True) if o[2] not in case.expect]
+        rows = run_bad_requests(server.url, TOKEN)
+    wrong = [(r["kind"], r["status"], r["expected"], r["body"]) for r in rows if not r["ok"]]
     assert not wrong, wrong
-    for _, kind, status, body in outcomes:
-        if status == 422:  # names where: a loc under the body
-            detail = json.loads(body)["detail"]
-            assert detail and all(e["loc"][0] == "body" and "input" not in e for e in detail), (kind, detail)
+    summary = totals(rows)
+    assert summary["5xx"] == 0 and summary["4xx"] == len(CASES) and summary["health_unresponsive_s"] == 0
+    assert passed(rows) and f"kinds tried: {len(CASES)} in {len(categories())} categories" in format_table(
+        rows
+    )
+    for r in rows:
+        if r["status"] == 422:  # names where: a loc under the body, never the input
+            detail = json.loads(r["body"])["detail"]
+            assert detail and all(e["loc"][0] == "body" and "input" not in e for e in detail), r
     assert not (serving_env / "config" / "model_overrides.json").exists()
     assert not (serving_env / "config" / "train_overrides.json").exists()
+
+
+def test_a_5xx_or_an_unresponsive_health_fails_the_table():
+    ok = {"category": "c", "kind": "k", "status": 422, "ok": True, "4xx": 1, "5xx": 0,
+          "health_unresponsive_s": 0.0, "health_max_ms": 3.0, "learned_twice": 0}  # fmt: skip
+    assert passed([ok])
+    assert not passed([ok, {**ok, "status": 500, "ok": False, "4xx": 0, "5xx": 1}])
+    assert not passed([ok, {**ok, "health_unresponsive_s": 1.2}])
+    assert not passed([ok, {**ok, "learned_twice": 1}])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving.bad_requests import read_response
+from include.serving.bad_requests import read_response
 from tests.serving.serving_support import TOKEN, serving_client
 
 
