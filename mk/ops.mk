@@ -5,7 +5,7 @@ WEBHOOK_URL ?=
 PROMTOOL ?= promtool
 MONITORING := include/monitoring
 
-.PHONY: serve health promtool-test bench-serving maintenance-daily maintenance-weekly maintenance-monthly
+.PHONY: chaos serve health promtool-test bench-serving maintenance-daily maintenance-weekly maintenance-monthly
 
 serve: venv ## serve the champion model on :8000 (/predict, /health*, /metrics, /api/*); CT_API_TOKEN for /api writes
 	@$(PY) -m include.serving
@@ -34,3 +34,6 @@ maintenance-weekly: airflow-db ## run maintenance_weekly now (pip-audit, cleanup
 
 maintenance-monthly: airflow-db ## run maintenance_monthly now (security audit, capacity, performance, docs)
 	@airflow dags test maintenance_monthly
+
+chaos: venv ## hostile requests (39 kinds, 8 categories) against a running app + the training crash matrix, one table
+	@$(PY) -m include.serving.chaos $(CHAOS_ARGS)
