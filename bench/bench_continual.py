@@ -7,6 +7,11 @@ naive and the default strategy (``plan``): 48 runs in all. Budget: one replay ru
 rows per step plus balanced fine-tuning) took 67 s on one torch thread on a busy 2-core host; the others cost about
 a third of it, so the bench needs about 15 minutes with its 2 worker processes, within the 30-minute budget.
 ``--streams``, ``--strategies`` and ``--scenarios`` narrow a run (e.g. one stream for the default strategy).
+Issue 15 adds (``bench/continual_orders.py``): the ``analytic`` strategy in both scenarios (about 25 s a run on
+one thread: 5 closed-form solves of 2001 features per task, no SGD), ``replay20`` (replay with 20 exemplars in
+total) on Split-Digits, and Split-Digits under 4 more class orders for joint, analytic and replay, reported with
+order 0 as one ``split_digits_5_orders`` row per strategy (15 runs: mean, 95% interval, per-order means): 93
+runs in all, about 30 minutes with 2 workers, within the 40-minute budget.
 
 Writes bench/results/continual.json (one row per stream x scenario x strategy, metrics averaged over seeds:
 final average accuracy, min and mean retention over old tasks, new-task accuracy) and prints a table.
@@ -28,6 +33,18 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.continual_orders import (
+    ORDER_STRATEGIES,
+    VARIANTS,
+    joint_ridge_check,
+    order_of,
+    order_rows,
+    order_streams,
+    print_analytic_targets,
+    resolve,
+    run_fields,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SCENARIOS = ("class_incremental", "task_incremental")
@@ -37,6 +54,7 @@ STREAMS: dict[str, tuple[tuple[tuple[int, ...], ...], int]] = {
     "digits_pairs_0_5_seed1": (((0, 5), (1, 6), (2, 7), (3, 8), (4, 9)), 1),
     "digits_3_tasks": (((0, 1, 2, 3), (4, 5, 6), (7, 8, 9)), 0),
 }
+STREAMS.update(order_streams())  # Split-Digits class orders 1..4 (bench/continual_orders.py)
 # the issue's targets, checked and printed at the end (the benchmark reports, it does not fail)
 TARGETS = (
     ("class_incremental", ("replay",), "final_avg_acc", 0.95),
@@ -86,6 +104,9 @@ def plan(streams: list[str], strategies: list[str] | None, scenarios: list[str] 
     for stream in streams:
         if stream == "split_digits":
             combos += [(stream, sc, st) for sc in SCENARIOS for st in ("joint", *STRATEGIES)]
+            combos += [(stream, "class_incremental", v) for v in VARIANTS]
+        elif order_of(stream) is not None:
+            combos += [(stream, "class_incremental", st) for st in ORDER_STRATEGIES]
         else:
             default = TrainConfig().strategy
             combos += [(stream, "class_incremental", st) for st in dict.fromkeys(("joint", "naive", default))]
@@ -124,6 +145,8 @@ def run_sequential(
     while (task := learner.next_task()) is not None:
         result = learner.learn_task(task)
     out = result.to_dict()
+    if strategy == "analytic":
+        out.update(joint_ridge_check(learner))
     out["params_before"], out["params_after"] = params_before, learner.model.num_parameters()
     out.update(old_task_stats(out["acc_matrix"]))
     return out
@@ -199,12 +222,37 @@ def _init_worker() -> None:
 def _run_one(manifest: Path, strategy: str, scenario: str, seed: int, overrides: dict, work: Path) -> dict:
     """One (strategy, scenario, seed) run, timed; picklable entry point for the worker pool."""
     started = time.perf_counter()
+    strategy, overrides = resolve(strategy, overrides)  # a VARIANTS name runs its strategy with its settings
     if strategy == "joint":
         out = run_joint(manifest, scenario, seed, overrides, work)
     else:
         out = run_sequential(manifest, strategy, scenario, seed, overrides, work)
-    out["seconds"] = time.perf_counter() - started
+    out["seconds"], out["seed"] = time.perf_counter() - started, seed
     return out
+
+
+def _row(stream: str, scenario: str, strategy: str, runs: list[dict]) -> dict:
+    """One result row: metrics averaged over ``runs`` (seeds, or orders x seeds), with their 95% intervals."""
+    return {
+        "stream": stream,
+        "scenario": scenario,
+        "strategy": strategy,
+        "seeds": sorted({r["seed"] for r in runs}),
+        "acc_matrix": _mean_matrix([r["acc_matrix"] for r in runs]),
+        "final_avg_acc": _avg([r["avg_acc"] for r in runs]),
+        "mean_retention": _avg([r["mean_retention"] for r in runs]),
+        "min_retention": _avg([r["min_retention"] for r in runs]),
+        "min_new_task_acc": _avg([r["min_new_task_acc"] for r in runs]),
+        "mean_retention_chance_corrected": _avg([r["mean_retention_chance_corrected"] for r in runs]),
+        "bwt": _avg([r["bwt"] for r in runs]),
+        "forgetting": _avg([r.get("forgetting") for r in runs]),
+        "params_before": runs[0]["params_before"],
+        "params_after": max(r["params_after"] for r in runs),
+        "strategy_memory_bytes": max(r["strategy_memory_bytes"] for r in runs),
+        "stored_exemplars": max(r["stored_exemplars"] for r in runs),
+        "seconds_per_run": _avg([r["seconds"] for r in runs]),
+        **run_fields(runs),  # 95% intervals, per-run figures, the analytic head check
+    }
 
 
 def _avg(values: list[Any]) -> float | None:
@@ -230,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         {"epochs": 1, "max_samples_per_task": 64, "finetune_epochs": 1} if args.quick else {}
     )
     rows = []
+    raw: dict[tuple[str, str, str], list[dict]] = {}
     started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory() as tmp_name,
@@ -237,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         tmp = Path(tmp_name)
         manifests = {}
+        if args.quick:  # one extra class order is enough to check the orders row
+            args.streams = [s for s in args.streams if (order_of(s) or 0) <= 1]
         for name in args.streams:
             groups, split_seed = STREAMS[name]
             manifests[name] = write_digit_stream(tmp / name, groups, seed=split_seed, name=name)
@@ -254,25 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         for stream, scenario, strategy in combos:
             runs = [f.result() for f in futures[(stream, scenario, strategy)]]
-            row = {
-                "stream": stream,
-                "scenario": scenario,
-                "strategy": strategy,
-                "seeds": seeds,
-                "acc_matrix": _mean_matrix([r["acc_matrix"] for r in runs]),
-                "final_avg_acc": _avg([r["avg_acc"] for r in runs]),
-                "mean_retention": _avg([r["mean_retention"] for r in runs]),
-                "min_retention": _avg([r["min_retention"] for r in runs]),
-                "min_new_task_acc": _avg([r["min_new_task_acc"] for r in runs]),
-                "mean_retention_chance_corrected": _avg([r["mean_retention_chance_corrected"] for r in runs]),
-                "bwt": _avg([r["bwt"] for r in runs]),
-                "forgetting": _avg([r.get("forgetting") for r in runs]),
-                "params_before": runs[0]["params_before"],
-                "params_after": max(r["params_after"] for r in runs),
-                "strategy_memory_bytes": max(r["strategy_memory_bytes"] for r in runs),
-                "stored_exemplars": max(r["stored_exemplars"] for r in runs),
-                "seconds_per_run": _avg([r["seconds"] for r in runs]),
-            }
+            raw[(stream, scenario, strategy)] = runs
+            row = _row(stream, scenario, strategy, runs)
+            rows.append(row)
+            print(_line(row), flush=True)
+        for row in order_rows(raw, _row):  # every class order of Split-Digits together, per strategy
             rows.append(row)
             print(_line(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -280,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out} in {time.perf_counter() - started:.0f}s")
     if not args.quick:
         _print_targets(rows)
+        print_analytic_targets(rows)
     return 0
 
 
