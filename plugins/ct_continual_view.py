@@ -144,6 +144,34 @@ def render_retention(rows: list[dict[str, Any]], threshold: float) -> str:
     )
 
 
+def render_alias_history(rows: list[dict[str, Any]]) -> str:
+    """Table of alias moves, newest first: seq, when (UTC), alias, from -> to, kind, DAG run, reason, approver."""
+    if not rows:
+        return '<p class="empty" data-testid="alias-history-empty">No alias moves recorded yet.</p>'
+    import datetime as dt
+
+    body = []
+    for r in reversed(rows):
+        when = dt.datetime.fromtimestamp(float(r["time"]), dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        to = (
+            f'<a href="{_e(r["version_url"])}" target="_blank" rel="noopener">v{_e(r["to_version"])}</a>'
+            if r.get("version_url")
+            else _e(r.get("to_version") or "unset")
+        )
+        frm = f"v{_e(r['from_version'])}" if r.get("from_version") else "unset"
+        run = " / ".join(_e(x) for x in (r.get("dag_id"), r.get("dag_run_id")) if x) or "–"
+        body.append(
+            f'<tr data-testid="alias-move-{_e(r["seq"])}"><td class="num">{_e(r["seq"])}</td><td>{when}</td>'
+            f"<td>{_e(r['alias'])}</td><td>{frm} &rarr; {to}</td><td>{_e(r['kind'])}</td><td>{run}</td>"
+            f"<td>{_e(r.get('reason'))}</td><td>{_e(r.get('approver') or '–')}</td></tr>"
+        )
+    return (
+        '<table class="retention" data-testid="alias-history"><thead><tr><th>#</th><th>when (UTC)</th>'
+        "<th>alias</th><th>move</th><th>kind</th><th>DAG run</th><th>reason</th><th>approver</th></tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
 def _alias_card(info: dict[str, Any] | None, alias: str) -> str:
     if not info:
         return f'<div class="card" data-testid="{alias}"><h3>{alias}</h3><p class="empty">not set</p></div>'
@@ -227,6 +255,9 @@ def render_page(state: dict[str, Any]) -> str:
 <h2>Retention per task (latest run)</h2>
 <p class="meta" data-testid="below-threshold">{below_txt}</p>
 {render_retention(state.get("retention") or [], threshold)}
+<h2>Alias history (newest first)</h2>
+<p class="meta">every move of champion / challenger: gate, approval, rollback, restore (make history)</p>
+{render_alias_history(state.get("alias_history") or [])}
 </body></html>"""
 
 

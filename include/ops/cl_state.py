@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from include.ops.alias_history import parse_tags
 from include.ops.settings import Settings, get_settings
 from include.ops.tracking import (
     CHALLENGER,
@@ -29,6 +30,7 @@ from include.ops.tracking import (
 )
 
 ALIASES = (CHAMPION, CHALLENGER)
+ALIAS_MOVES_SHOWN = 20  # the state (plugin view) carries the newest moves; ``alias_moves`` returns all
 
 
 def mlflow_ui_url() -> str:
@@ -125,6 +127,7 @@ def empty_state(experiment: str, model_name: str, tracking_uri: str, threshold: 
         "below_threshold": [],
         "champion": None,
         "challenger": None,
+        "alias_history": [],
     }
 
 
@@ -183,7 +186,33 @@ def continual_state(
             state["below_threshold"] = [r["task_id"] for r in state["retention"] if r["passed"] is False]
     for alias in ALIASES:
         state[alias] = _alias_info(client, model_name, alias, exp_id, ui)
+    state["alias_history"] = _alias_moves(client, model_name, ui)[-ALIAS_MOVES_SHOWN:]
     return state
+
+
+def _alias_moves(client: Any, model_name: str, ui_url: str) -> list[dict[str, Any]]:
+    """The registry's alias history (``include.ops.alias_history``) as dicts with version links, oldest first."""
+    try:
+        tags = client.get_registered_model(model_name).tags or {}
+    except Exception:  # no registered model yet
+        return []
+    rows = []
+    for entry in parse_tags(dict(tags)):
+        row = entry.to_dict()
+        row["version_url"] = (
+            model_version_link(ui_url, model_name, entry.to_version) if entry.to_version else None
+        )
+        rows.append(row)
+    return rows
+
+
+def alias_moves(tracking_uri: str, model_name: str, ui_url: str | None = None) -> list[dict[str, Any]]:
+    """Every move of an alias of ``model_name``, oldest first, one dict per alias-history entry."""
+    if sqlite_store_missing(tracking_uri):
+        return []
+    return _alias_moves(
+        mlflow_client(tracking_uri, read_only=True), model_name, (ui_url or mlflow_ui_url()).rstrip("/")
+    )
 
 
 def learning_history(

@@ -16,7 +16,7 @@ from typing import Any
 from include.ops import alias_history
 from include.ops.errors import Refusal
 from include.ops.settings import Settings
-from include.ops.tracking import CHAMPION, finite, mlflow_client
+from include.ops.tracking import CHAMPION, finite, mlflow_client, sqlite_store_missing
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ def rollback(
     from include.ops.training_recovery import training_lock_path
     from model.fsio import file_lock
 
+    if sqlite_store_missing(settings.mlflow_tracking_uri):
+        raise RollbackRefused(f"no MLflow store at {settings.mlflow_tracking_uri}: nothing was ever promoted")
     assert_not_locked("model rollback", settings.lock_file)
     with file_lock(training_lock_path(settings), settings.training_lock_timeout_s):
         result = _move(settings, version, reason, dag_id, dag_run_id, approver)
@@ -129,7 +131,7 @@ def _move(
         target = previous_champion(entries, current)
         if target is None:
             raise RollbackRefused(
-                f"no earlier champion of {name!r} in the alias history (champion is v{current}); "
+                f"no earlier champion of {name!r} in the alias history (champion is {f'v{current}' if current else 'unset'}); "
                 "name a version: make rollback-model VERSION=<n>"
             )
     else:

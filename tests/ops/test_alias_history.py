@@ -124,3 +124,22 @@ def test_a_restore_keeps_the_history_and_appends_a_restore_entry(
     entries = alias_history.record_restore(settings, backup_id, {"champion": "3"})
     assert [(e.seq, e.kind, e.from_version, e.to_version) for e in entries] == [(3, "restore", "3", "2")]
     assert alias_history.read_mirror(settings)[-1].reason == f"restored backup {backup_id}"
+
+
+def test_make_rollback_model_refuses_clearly_and_moves_by_version(
+    ct_env: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    from include.ops import rollback
+
+    monkeypatch.setenv("CT_APP_URL", "http://127.0.0.1:9")  # no app: the reload reports the poll
+
+    assert rollback.main([]) == 2  # no store: nothing was ever promoted, none created
+    assert "nothing was ever promoted" in capsys.readouterr().err
+    assert not (ct_env / "mlflow" / "mlflow.db").exists()
+    settings, mlc, results = _registry(ct_env, n=2)
+    for r in results:
+        _gate(settings, r)
+    assert rollback.main(["--version", "1", "--reason", "operator"]) == 0
+    assert json.loads(capsys.readouterr().out)["to_version"] == "1"
+    assert rollback.main(["--version", "1"]) == 2
+    assert "already champion" in capsys.readouterr().err
