@@ -2,7 +2,7 @@
 # the MLflow UI. Every target runs on the project's own state (var/ unless CT_*/MLFLOW_TRACKING_URI say else).
 # Servers for one person on one machine (issue #14): they listen on 127.0.0.1, and a second instance does not
 # collide (free ports are picked by include/ops/local_ports.py).
-.PHONY: status history export-state airflow-ui mlflow-ui
+.PHONY: status history alias-history rollback-model export-state airflow-ui mlflow-ui
 
 # Airflow UI: AIRFLOW_UI_HOST (127.0.0.1; 0.0.0.0 serves other machines too), AIRFLOW_UI_PORT (empty: 8080
 # when free, else any free port). Its log servers take AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT /
@@ -28,8 +28,14 @@ MLFLOW_UI_URL = $(shell $(PY) -c 'from include.ops.settings import get_settings;
 status: venv ## accuracy matrix + retention of the latest run, coloured vs 0.8 (CLI_ARGS="--no-color|--json|--check")
 	@$(PY) -m include.ops.cli status $(CLI_ARGS)
 
-history: venv ## one line per learned task: accuracies, mean retention, model version, aliases (CLI_ARGS="--limit N")
+history: venv ## one line per learned task (accuracies, mean retention, version, aliases), then the last alias moves (CLI_ARGS="--limit N")
 	@$(PY) -m include.ops.cli history $(CLI_ARGS)
+
+alias-history: venv ## every move of champion/challenger (gate, approval, rollback, restore), oldest first (CLI_ARGS="--json|--limit N")
+	@$(PY) -m include.ops.cli alias-history $(CLI_ARGS)
+
+rollback-model: venv ## move champion back: to the previous champion of the alias history, or VERSION=n (gated or approved); REASON="..."
+	@$(PY) -m include.ops.rollback $(if $(strip $(VERSION)),--version "$(strip $(VERSION))") --reason "$(or $(REASON),make rollback-model)"
 
 export-state: venv ## write state, history and every run's accuracy matrix to var/reports/continual_state (progress bar)
 	@$(PY) -m include.ops.cli export $(CLI_ARGS)

@@ -2,6 +2,7 @@
 
     python -m include.ops.cli status [--no-color] [--json] [--check]
     python -m include.ops.cli history [--no-color] [--json] [--limit N]
+    python -m include.ops.cli alias-history [--no-color] [--json] [--limit N]
     python -m include.ops.cli export [--out DIR]
 
 Exit codes: 0 ok; 1 ``status --check`` found retention below the threshold; 2 the command failed
@@ -156,6 +157,24 @@ def format_history(rows: list[dict[str, Any]], pal: Palette, threshold: float) -
     return "\n".join(lines) + "\n"
 
 
+def format_alias_moves(rows: list[dict[str, Any]], pal: Palette) -> str:
+    """One line per alias move, oldest first: seq, when, alias, from -> to, kind, DAG run, reason, approver."""
+    if not rows:
+        return "(no alias moves recorded yet)\n"
+    lines = [
+        pal.bold(f"{'#':>3}  {'when (UTC)':<19}  {'alias':<10}  {'move':<11}  {'kind':<10}  dag run / reason")
+    ]
+    for r in rows:
+        move = f"{r['from_version'] or '-'} -> {r['to_version'] or '-'}"
+        when = datetime.fromtimestamp(float(r["time"]), UTC).strftime("%Y-%m-%d %H:%M:%S")
+        who = f" (approved by {r['approver']})" if r.get("approver") else ""
+        lines.append(
+            f"{r['seq']:>3}  {when:<19}  {r['alias']:<10}  {move:<11}  {r['kind']:<10}  "
+            f"{r.get('dag_run_id') or '-'}: {r['reason']}{who}"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def export(out_dir: Path, settings: Settings, quiet: bool = False, stream: IO[str] | None = None) -> Path:
     """Write state.json, history.json and every learned run's acc_matrix.json/.png under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -217,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="one line per learned task, oldest first")
     colour_opts(history)
     history.add_argument("--limit", type=int, default=None, help="only the last N runs")
+    moves = sub.add_parser("alias-history", help="every move of champion/challenger, oldest first")
+    colour_opts(moves)
+    moves.add_argument("--limit", type=int, default=None, help="only the last N moves")
     exp = sub.add_parser("export", help="write state, history and every run's accuracy matrix to a folder")
     exp.add_argument("--out", type=Path, default=None, help="default: <reports_dir>/continual_state")
     exp.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -260,9 +282,21 @@ def _run(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
         if args.json:
             out.write(json.dumps(rows, indent=2) + "\n")
         else:
-            out.write(
-                format_history(rows, Palette(use_colour(args.color, out)), settings.retention_threshold)
-            )
+            pal = Palette(use_colour(args.color, out))
+            out.write(format_history(rows, pal, settings.retention_threshold))
+            moves = cl_state.alias_moves(uri, model)  # shown once there are any (make history)
+            if moves:
+                out.write("\n" + pal.bold("Alias moves (make alias-history: all of them)") + "\n")
+                out.write(format_alias_moves(moves[-(args.limit or 10) :], pal))
+        return 0
+    if args.command == "alias-history":
+        moves = cl_state.alias_moves(uri, model)
+        if args.limit:
+            moves = moves[-args.limit :]
+        if args.json:
+            out.write(json.dumps(moves, indent=2) + "\n")
+        else:
+            out.write(format_alias_moves(moves, Palette(use_colour(args.color, out))))
         return 0
     target = args.out or settings.reports_dir / "continual_state"
     out.write(f"exported to {export(target, settings, quiet=args.quiet)}\n")
