@@ -54,6 +54,14 @@ def plan_tasks(settings: Settings, requested: str | None, event_task_ids: list[s
     manifest = load_manifest(path)
     known = [t.task_id for t in manifest.tasks]
     if requested:
+        if requested in learned:
+            from include.ops.unlearning import unlearned_task_ids
+
+            if requested in unlearned_task_ids(settings):  # its batch left the manifest when it was unlearned
+                raise TrainingRefused(
+                    f"task {requested!r} was unlearned (see its MLflow run's ct.unlearned tag): it is not "
+                    "learned again; land it under a new task id if it should be"
+                )
         if requested not in known:
             raise TrainingRefused(f"task {requested!r} is not in the manifest {path} ({known})")
         if requested in learned:

@@ -255,7 +255,7 @@ def test_param_rules_catch_each_gap() -> None:
     assert param_problems("n", Param(3, description="How many."), True) == ["n: no JSON-schema 'type'"]
     assert param_problems("n", Param(3, type="integer"), True) == ["n: no description"]
     assert param_problems("strategy", Param("replay", type="string", description="x"), False) == [
-        "strategy: enum None must equal the code's choices ['ewc', 'lwf', 'naive', 'replay']"
+        "strategy: enum None must equal the code's choices ['analytic', 'ewc', 'lwf', 'naive', 'replay']"
     ]
     assert param_problems("flag", Param(True, type="string", description="x"), False) == [
         "flag: a boolean default needs type 'boolean' (the form shows a switch)"
