@@ -4,7 +4,8 @@ Mounted on the Airflow API server under ``/ct``:
 
 - ``GET /ct/api/state``   the state of ``include.ops.cl_state.continual_state`` as JSON
 - ``GET /ct/api/history`` one row per learned task (``learning_history``)
-- ``GET /ct/view``        server-rendered HTML of the same state (heatmap, retention vs threshold, aliases)
+- ``GET /ct/view``        server-rendered HTML of the same state (heatmap, retention vs threshold, aliases,
+  the alias history: every move of ``champion``/``challenger``, newest first)
 
 The UI embeds ``/ct/view`` as the nav entry "Continual learning" (``/plugin/continual-learning``).
 Plugin FastAPI apps are not behind Airflow's auth, so every route checks the caller's Airflow JWT
