@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import secrets
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -195,6 +198,13 @@ def passed(rows: list[dict[str, Any]]) -> bool:
     return t["failed"] == 0 and t["5xx"] == 0 and t["health_unresponsive_s"] == 0 and t["learned_twice"] == 0
 
 
+def quiet_mlflow() -> None:
+    """Keep MLflow's progress bars, INFO lines and signature warnings out of the table's terminal."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\.|$)")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point of ``make chaos``: print the table (and write ``--json``); exit 1 on any failure."""
     parser = argparse.ArgumentParser(
@@ -209,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unresponsive-ms", type=float, default=1000.0)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
+    quiet_mlflow()
     print("==> bad-request matrix", flush=True)
     if args.url:
         rows = run_bad_requests(args.url.rstrip("/"), args.token, unresponsive_ms=args.unresponsive_ms)
