@@ -77,7 +77,13 @@ def test_no_sgd_exemplar_free_and_fixed_memory(learned: ContinualLearner, manife
 def test_classes_not_learned_are_never_predicted(manifest: Path, tmp_path: Path):
     learner = learn(manifest, tmp_path / "s", tasks=("task_0",))
     x, _ = _all_test(learner, ("task_0", "task_1", "task_2", "task_3", "task_4"))
-    assert set(learner.model(x).argmax(1).tolist()) <= {0, 1}
+    with torch.no_grad():
+        assert set(learner.model(x).argmax(1).tolist()) <= {0, 1}
+        assert not learner.model.head.weight[2:].any()  # unlearned classes' columns are exactly zero ...
+        learner.model.head.bias[:2] -= 10.0  # ... so with every learned logit below 0 they would win unmasked
+        assert set(learner.model(x).argmax(1).tolist()) <= {0, 1}
+        learner.model.active_classes[:] = True
+        assert set(learner.model(x).argmax(1).tolist()) - {0, 1}  # the mask is what keeps them out
 
 
 def test_checkpoint_round_trip_and_served_model(learned: ContinualLearner, manifest: Path):
