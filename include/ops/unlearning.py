@@ -17,7 +17,9 @@ training lock (and refused while the maintenance lock is held):
    validated batch leaves the store's index and manifest (``store.retract_validated``), any other file is moved
    into the quarantine as is. Deleting the bytes for good is the operator's step, on the quarantine folder.
 
-Older checkpoints, model versions and backups still hold the task's statistics until cleanup drops them.
+A crash between steps 2 and 3 is finished by a rerun (the newest checkpoint is that unlearning's: it is
+recorded, not refused). Older checkpoints, model versions and backups still hold the task's statistics until
+cleanup drops them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 from include.ops import tracking, training_recovery
 from include.ops.errors import Refusal
 from include.ops.settings import Settings
-from model.fsio import file_lock, sha256_file
+from model.fsio import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,17 @@ def unlearn_task(settings: Settings, task_id: str, requested_by: str = "unknown"
         check_lock(settings)
         learned_run = _learned_run(settings, task_id)
         learner = ContinualLearner(resolve_task_manifest(settings), settings.state_dir)
+        if _crashed_after_checkpoint(learner, task_id):
+            # a crash after the unlearning's checkpoint and before MLflow heard of it: finish recording it
+            log.warning(
+                "task %s: unlearned in the learner state but not in MLflow; recording it now", task_id
+            )
+            result = learner.result_from_checkpoint(learner.learned_tasks[-1]).to_dict()
+            unlearned = next(u for u in learner.unlearned if u["task_id"] == task_id)
+            path = learner.manifest.task_path(task_id, learner.manifest_path.parent)
+            return _finish(
+                settings, task_id, requested_by, result, learned_run.info.run_id, path, unlearned["sha256"]
+            )
         if task_id not in learner.learned_tasks:
             raise UnlearningRefusal(
                 f"task {task_id!r} is recorded as learned in MLflow but not in the learner state "
@@ -139,25 +152,46 @@ def unlearn_task(settings: Settings, task_id: str, requested_by: str = "unknown"
         except (KeyError, ValueError) as exc:  # not in the manifest, or its file resolves outside the store
             raise UnlearningRefusal(f"task {task_id!r}: {exc}") from exc
         record = learner.learned_from.get(task_id, {})
-        version_before = _champion_version(settings)
         try:
             result = learner.unlearn_task(task_id).to_dict()
         except UnlearningRefused as exc:
             raise UnlearningRefusal(str(exc)) from exc
-        run_id = _record(settings, task_id, requested_by, result, learned_run.info.run_id, version_before)
-        version = tracking.register_version(settings, run_id, result)
-        decision = tracking.apply_gate(
-            settings, version, result, settings.retention_threshold, settings.accuracy_floor
+        return _finish(
+            settings, task_id, requested_by, result, learned_run.info.run_id, path, record["sha256"]
         )
-        mlc = tracking.mlflow_client(settings)
-        mlc.set_tag(run_id, TAG_VERSION_AFTER, version)
-        mlc.set_tag(run_id, "ct.gate", "passed" if decision.passed else "failed")
-        mlc.set_model_version_tag(settings.registered_model, version, "unlearned_task", task_id)
-        mlc.set_terminated(run_id, status="FINISHED")
-        report = {"name": path.name, "task_id": task_id, "status": "unlearned", "unlearning_run_id": run_id,
-                  "requested_by": requested_by, "version_after": version}  # fmt: skip
-        quarantined = _quarantine_file(settings, path, record.get("sha256") or sha256_file(path), report)
-        mlc.set_tag(run_id, "ct.quarantined", str(quarantined))
+
+
+def _crashed_after_checkpoint(learner: Any, task_id: str) -> bool:
+    """True when the learner's newest checkpoint is this task's unlearning (MLflow not told yet)."""
+    newest = learner.checkpoints[-1]["file"] if learner.checkpoints else ""
+    return task_id not in learner.learned_tasks and newest.endswith(f"_unlearn_{task_id}.pt")
+
+
+def _finish(
+    settings: Settings,
+    task_id: str,
+    requested_by: str,
+    result: dict[str, Any],
+    learned_run_id: str,
+    path: Path,
+    sha256: str,
+) -> Unlearned:
+    """Record, register and gate an unlearning whose checkpoint is written; then quarantine the file."""
+    version_before = _champion_version(settings)
+    run_id = _record(settings, task_id, requested_by, result, learned_run_id, version_before)
+    version = tracking.register_version(settings, run_id, result)
+    decision = tracking.apply_gate(
+        settings, version, result, settings.retention_threshold, settings.accuracy_floor
+    )
+    mlc = tracking.mlflow_client(settings)
+    mlc.set_tag(run_id, TAG_VERSION_AFTER, version)
+    mlc.set_tag(run_id, "ct.gate", "passed" if decision.passed else "failed")
+    mlc.set_model_version_tag(settings.registered_model, version, "unlearned_task", task_id)
+    mlc.set_terminated(run_id, status="FINISHED")
+    report = {"name": path.name, "task_id": task_id, "status": "unlearned", "unlearning_run_id": run_id,
+              "requested_by": requested_by, "version_after": version}  # fmt: skip
+    quarantined = _quarantine_file(settings, path, sha256, report)
+    mlc.set_tag(run_id, "ct.quarantined", str(quarantined))
     log.warning(
         "unlearned task %s for %s: run %s, version %s -> %s (%s); file quarantined at %s",
         task_id, requested_by, run_id, version_before, version, decision.alias, quarantined,

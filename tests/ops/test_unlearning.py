@@ -30,13 +30,13 @@ def _validated_store(settings, manifest: Path, names: list[str]) -> None:
 
 @pytest.fixture
 def learned(ct_env: Path, manifest: Path):
-    """task_0 and task_1 learned with the analytic strategy through learn_one, task_1 registered as champion."""
+    """task_0..task_2 learned with the analytic strategy through learn_one, the last registered as champion."""
     from include.ops import tracking, training
     from include.ops.settings import get_settings
 
     settings = get_settings()
-    _validated_store(settings, manifest, ["task_0.csv", "task_1.csv"])
-    for task_id in ("task_0", "task_1"):
+    _validated_store(settings, manifest, ["task_0.csv", "task_1.csv", "task_2.csv"])
+    for task_id in ("task_0", "task_1", "task_2"):
         summary = training.learn_one(
             settings, task_id, TRAIN, dag_id="continual_training", dag_run_id=f"m_{task_id}"
         )
@@ -57,7 +57,11 @@ def test_unlearn_task_end_to_end(learned, manifest: Path):
     settings = learned
     _refusals_change_nothing(settings, manifest)
     done = unlearn_task(settings, "task_0", requested_by="dpo@example.org")
-    assert done.learned_tasks == ["task_1"] and done.version_before == "1" and done.version_after == "2"
+    assert (
+        done.learned_tasks == ["task_1", "task_2"]
+        and done.version_before == "1"
+        and done.version_after == "2"
+    )
     assert done.gate_passed
 
     mlc = tracking.mlflow_client(settings)
@@ -73,13 +77,13 @@ def test_unlearn_task_end_to_end(learned, manifest: Path):
     # the served pyfunc predicts with the new head and holds no strategy memory
     served = Path(mlflow.artifacts.download_artifacts(f"models:/{settings.registered_model}/2")) / "artifacts"
     payload = load_checkpoint(next(served.glob("*.pt")))
-    assert "strategy_state" not in payload and payload["learned_tasks"] == ["task_1"]
+    assert "strategy_state" not in payload and payload["learned_tasks"] == ["task_1", "task_2"]
     pixels = (manifest.parent / "task_0.csv").read_text().splitlines()[1:40]
     model = mlflow.pyfunc.load_model(f"models:/{settings.registered_model}/2")
     frame = pd.DataFrame(
         [[int(v) for v in line.split(",")[:64]] for line in pixels], columns=[f"f{i}" for i in range(64)]
     )
-    assert set(model.predict(frame).argmax(axis=1).tolist()) <= {2, 3}
+    assert set(model.predict(frame).argmax(axis=1).tolist()) <= {2, 3, 4, 5}
 
     # the file left the validated store for the quarantine, bytes intact
     assert "task_0.csv" not in read_index(settings.validated_dir)["files"]
@@ -95,6 +99,19 @@ def test_unlearn_task_end_to_end(learned, manifest: Path):
 
     with pytest.raises(UnlearningRefusal, match="already unlearned"):
         unlearn_task(settings, "task_0")
+
+    # a crash after the unlearning's checkpoint, before MLflow heard of it: a rerun records it, not refuses
+    from include.ops.task_manifest import resolve_task_manifest
+    from model.learner import ContinualLearner
+
+    ContinualLearner(resolve_task_manifest(settings), settings.state_dir).unlearn_task("task_2")
+    resumed = unlearn_task(settings, "task_2", requested_by="dpo")
+    assert resumed.learned_tasks == ["task_1"] and (resumed.version_before, resumed.version_after) == (
+        "2",
+        "3",
+    )
+    assert unlearned_task_ids(settings) == ["task_0", "task_2"]
+    assert not (settings.validated_dir / "task_2.csv").exists()
 
 
 def _refusals_change_nothing(settings, manifest: Path) -> None:
@@ -113,6 +130,6 @@ def _refusals_change_nothing(settings, manifest: Path) -> None:
     with pytest.raises(UnlearningRefusal, match="not recorded as learned"):
         unlearn_task(settings, "task_4")
     learner = ContinualLearner(resolve_task_manifest(settings), settings.state_dir)
-    assert learner.learned_tasks == ["task_0", "task_1"]
+    assert learner.learned_tasks == ["task_0", "task_1", "task_2"]
     mlc = tracking.mlflow_client(settings)
     assert len(mlc.search_model_versions(f"name = '{settings.registered_model}'")) == 1
