@@ -54,6 +54,15 @@ def resolve_task_manifest(settings: Settings, learned: Collection[str] | None = 
     from model.data import load_manifest
 
     validated = settings.validated_dir / "manifest.json"
+    if not validated.exists() and (settings.validated_dir / "index.json").exists():
+        # validation has run (the store has an index) but holds no task now, e.g. every batch was retracted:
+        # never fall back to the raw stream, which never passed the gate
+        from include.ops.errors import Refusal
+
+        raise Refusal(
+            f"the validated store {settings.validated_dir} holds no validated task (retracted or not validated "
+            "yet): land a batch and let data_validation pass it before training"
+        )
     if not validated.exists():
         source = settings.source_manifest
         if source.exists():

@@ -142,3 +142,19 @@ def test_an_s3_landing_copy_is_moved_to_the_quarantine_prefix(two_validated, spl
     assert ("b", "landing/task_1.csv") not in client.objects and ("b", "landing/task_0.csv") in client.objects
     assert client.objects[("b", f"quarantine/{done.quarantined.parent.name}/task_1.csv")] == data
     assert (two_validated.landing_dir / "task_1.csv").exists(), "the local zone is not the one in use here"
+
+
+def test_retracting_every_batch_never_falls_back_to_the_raw_stream(two_validated, monkeypatch):
+    from include.ops import tracking
+    from include.ops.errors import Refusal
+    from include.ops.task_manifest import resolve_task_manifest
+    from include.ops.validation.cli import main
+
+    settings = two_validated
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "manifest.json").write_text("{}")  # a raw stream that never passed the gate
+    monkeypatch.setattr(tracking, "learned_task_ids", lambda s: [])
+    assert main(["retract", "task_0.csv"]) == 0 and main(["retract", "task_1.csv"]) == 0
+    assert not (settings.validated_dir / "manifest.json").exists()
+    with pytest.raises(Refusal, match="holds no validated task"):
+        resolve_task_manifest(settings, learned=set())
