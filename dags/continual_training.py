@@ -22,11 +22,18 @@ retention >= `retention_threshold` and the new task reaches `accuracy_floor` (fi
 `challenger` and the final `gate` task fails. The `train` task emits the `model_checkpoint` Asset either way.
 
 **Params**: `task_id` (null = automatic), `strategy`, `scenario`, `epochs`, `max_samples_per_task`,
-`retention_threshold`, `accuracy_floor`. Precedence, resolved once per run by `plan` and logged to MLflow
+`retention_threshold`, `accuracy_floor`, `require_approval`. Precedence, resolved once per run by `plan` and logged to MLflow
 (`run_settings.json` on every learned run): a param the trigger conf sets > an operator override
 (`POST /api/config/*`) > the environment (`CT_RETENTION_THRESHOLD`, `CT_ACCURACY_FLOOR`, `CT_TRAIN_OVERRIDES`)
 > the default. The training task runs on `CT_TRAINING_QUEUE` / `CT_TRAINING_EXECUTOR`, in-process or in a GPU
 container (`CT_TRAINING_BACKEND=docker`).
+
+**Human approval** (`approve`, Airflow human-in-the-loop): with `CT_PROMOTION_APPROVAL=on` (the compose stack) a
+version the gate did not make `champion` waits in `awaiting_input` for an operator (Airflow UI > Required
+actions): Approve, with a required comment, moves `champion` to it; Reject, or no answer within
+`CT_PROMOTION_APPROVAL_TIMEOUT_H` (24), keeps the champion and fails the run. `require_approval` = true (or
+`CT_PROMOTION_APPROVAL=always`) makes every promotion wait. The decision, user and comment are model-version tags
+(`approval*`) and an alias-history entry. Off (the default, `dag.test()`, the demo): `approve` is skipped.
 
 **When it fails** (runbook "Training Convergence Issues")
 - `gate` failed: the new version is `challenger`; the previous `champion` still serves. Open the run in MLflow,
@@ -54,6 +61,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Param, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from include.airflow_glue.approval import PromotionApprovalOperator
 from include.airflow_glue.assets import CHECKPOINT, VALIDATED_BATCH
 from include.ops.settings import ACCURACY_FLOOR, RETENTION_THRESHOLD, get_settings
 from include.ops.training import training_route
@@ -123,6 +131,12 @@ TRAINING_ROUTE = training_route(SETTINGS)  # queue / executor of the training ta
             description="New-task accuracy needed for `champion`: a number 0..1; empty: default from settings "
             f"(CT_ACCURACY_FLOOR, {ACCURACY_FLOOR}).",
         ),
+        "require_approval": Param(
+            None,
+            type=["null", "boolean"],
+            description="true: every promotion waits for an operator's approval in the Airflow UI (production); "
+            "false: only a failed gate waits, when approval is on; empty: CT_PROMOTION_APPROVAL (off, on, always).",
+        ),
     },
 )
 def continual_training():
@@ -169,8 +183,9 @@ def continual_training():
         return summaries
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)  # also after a skipped train: pending versions
-    def register(summaries: list[dict] | None, planned: dict | None) -> list[dict]:
+    def register(summaries: list[dict] | None, planned: dict | None, params: dict) -> list[dict]:
         """Register a model version per learned task (and any a crash left pending); move the aliases."""
+        from include.airflow_glue.approval import run_settings
         from include.airflow_glue.refusals import fail_on_refusal
         from include.ops.run_settings import RunSettings
         from include.ops.training import register_and_gate
@@ -178,12 +193,17 @@ def continual_training():
         if planned is None:
             raise AirflowSkipException("nothing was planned")
         with fail_on_refusal():
-            return register_and_gate(get_settings(), summaries or [], RunSettings.from_dict(planned["run"]))
+            settings = run_settings(get_settings(), params.get("require_approval"))
+            return register_and_gate(settings, summaries or [], RunSettings.from_dict(planned["run"]))
 
-    @task(retry_delay=timedelta(seconds=2))  # deterministic: a retry only re-reports the same decision
-    def gate(decisions: list[dict]) -> None:
-        """Fail the run, visibly, when a new version did not earn `champion`."""
-        failed = [d for d in decisions if not d["passed"]]
+    # deterministic: a retry only re-reports the same decision; runs after a skipped approval too
+    @task(retry_delay=timedelta(seconds=2), trigger_rule=TriggerRule.NONE_FAILED)
+    def gate(decisions: list[dict] | None, approved: dict | None = None) -> None:
+        """Fail the run, visibly, when a new version did not earn `champion` (nor an operator's approval)."""
+        if decisions is None:
+            raise AirflowSkipException("nothing was registered")
+        ok = {r["version"] for r in (approved or {}).get("versions", [])}
+        failed = [d for d in decisions if not d["passed"] and d["version"] not in ok]
         for d in decisions:
             print(f"{d['task_id']}: version {d['version']} -> {d['alias']} {'; '.join(d['reasons'])}")
         if failed:
@@ -216,7 +236,10 @@ def continual_training():
         summaries = track(container.output)
     else:
         summaries = train(planned)
-    gate(register(summaries, planned))
+    decisions = register(summaries, planned)
+    approve = PromotionApprovalOperator(task_id="approve", settings=SETTINGS)  # skips unless one waits
+    decisions >> approve
+    gate(decisions, approve.output)
 
 
 continual_training()

@@ -1,7 +1,10 @@
 """
 ### data_validation
 
-Gates continual training on data quality. Every 10 minutes (and when triggered) it looks at the **landing zone**
+Gates continual training on data quality. When a file lands (an `AssetWatcher` on the `landed_task_file` Asset:
+the triggerer watches `CT_LANDING_DIR`, never moving what it sees, or reads S3 event notifications from the SQS
+queue `CT_LANDING_SQS_QUEUE_URL`), every 10 minutes as the fallback, and when triggered it looks at the
+**landing zone**
 (`CT_LANDING_DIR`, default `var/landing`; the S3 prefix `CT_LANDING_S3_URI` when an Airflow connection `s3`
 exists), and validates each new task batch on its own (one mapped `validate` task per file):
 
@@ -38,14 +41,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
 from include.airflow_glue.assets import VALIDATED_BATCH
+from include.airflow_glue.landing_trigger import landed_file_asset
+from include.ops.settings import get_settings
+
+# a landed file starts a run within seconds (the triggerer's AssetWatcher); the 10-minute poll stays as fallback
+SCHEDULE = AssetOrTimeSchedule(
+    timetable=CronTriggerTimetable("*/10 * * * *", timezone="UTC"), assets=[landed_file_asset(get_settings())]
+)
 
 
 @dag(
     dag_id="data_validation",
-    schedule="*/10 * * * *",
+    schedule=SCHEDULE,
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,

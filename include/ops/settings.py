@@ -67,6 +67,7 @@ class ServingSettings(BaseSettings):
     bench_noop: bool = False  # mount POST /bench/noop (a constant answer, same middleware): the bench ceiling
 
 
+_APPROVAL_WORDS = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off", "": "off"}
 _DERIVED_DIRS = {
     "data_dir": ("data", "split_digits"),
     "landing_dir": ("landing",),
@@ -190,6 +191,18 @@ class Settings(BaseSettings):
         0.8, gt=0.0, le=1.0, validation_alias="CT_VALIDATION_MAX_CLASS_SHARE"
     )
     landing_s3_conn_id: str = Field("s3", validation_alias="CT_S3_CONN_ID")  # its existence selects S3
+    # event-driven ingestion (include/airflow_glue/landing_trigger.py): the triggerer's scan of the local
+    # landing folder; with a queue URL, S3 event notifications through that SQS queue instead
+    landing_watch_interval_s: float = Field(2.0, gt=0, validation_alias="CT_LANDING_WATCH_INTERVAL_S")
+    landing_sqs_queue_url: str | None = Field(None, validation_alias="CT_LANDING_SQS_QUEUE_URL")
+    # human approval of a promotion (include/ops/approval.py): off = a failed gate fails the run (dag.test,
+    # CI, the demo); on = a failed gate waits for a decision in the Airflow UI; always = every promotion waits
+    promotion_approval: Literal["off", "on", "always"] = Field(
+        "off", validation_alias=AliasChoices("CT_PROMOTION_APPROVAL", "promotion_approval")
+    )
+    promotion_approval_timeout_h: float = Field(
+        24.0, gt=0, validation_alias="CT_PROMOTION_APPROVAL_TIMEOUT_H"
+    )  # no decision by then: rejected, recorded as a timeout
     landing_s3_uri: str = Field("s3://continual-transformer/landing/", validation_alias="CT_LANDING_S3_URI")
     quarantine_s3_uri: str = Field(
         "s3://continual-transformer/quarantine/", validation_alias="CT_QUARANTINE_S3_URI"
@@ -268,6 +281,17 @@ class Settings(BaseSettings):
             value = value.strip().lower() or "inprocess"
         return value
 
+    @field_validator("promotion_approval", mode="before")
+    @classmethod
+    def _approval(cls, value: Any) -> Any:
+        """``true``/``yes``/``1`` (YAML's unquoted ``on``) mean ``on``, ``false``/``no``/``0``/blank ``off``."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return _APPROVAL_WORDS.get(value, value)
+        return value
+
     @field_validator(
         "training_executor",
         "training_queue",
@@ -284,6 +308,7 @@ class Settings(BaseSettings):
         "docker_host_validated_dir",
         "docker_host_state_dir",
         "docker_host_log_dir",
+        "landing_sqs_queue_url",
         mode="before",
     )
     @classmethod

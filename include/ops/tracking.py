@@ -348,7 +348,9 @@ def apply_gate(
     """Move `champion` to the version when it passes the gate, else mark it `challenger`."""
     mlc = mlflow_client(settings)
     passed, reasons = gate(result, retention_threshold, accuracy_floor)
-    alias = CHAMPION if passed else CHALLENGER
+    # CT_PROMOTION_APPROVAL=always: a passing version waits as challenger for a human (include/ops/approval.py)
+    held = passed and settings.promotion_approval == "always"
+    alias = CHAMPION if passed and not held else CHALLENGER
     mlc.set_registered_model_alias(settings.registered_model, alias, version)
     mlc.set_model_version_tag(settings.registered_model, version, "gate", "passed" if passed else "failed")
     if passed:  # the serving app's fallback when the registry is unreachable (include/ops/champion_record.py)
@@ -363,3 +365,10 @@ def apply_gate(
     return GateDecision(
         task_id=result["task_id"], version=version, passed=passed, alias=alias, reasons=reasons
     )
+
+
+def set_version_tags(settings: Settings, version: str, tags: dict[str, str]) -> None:
+    """Set tags on one model version of ``settings.registered_model`` (values as strings)."""
+    mlc = mlflow_client(settings)
+    for key, value in tags.items():
+        mlc.set_model_version_tag(settings.registered_model, str(version), key, str(value))
