@@ -52,6 +52,9 @@ actions): Approve, with a required comment, moves `champion` to it; Reject, or n
   marks the dead run's MLflow run FAILED (`ct.orphaned`), records a task whose verified checkpoint was written
   but not tracked from that checkpoint (`ct.recovered`, not trained again), and registers and gates a learned
   run that has no gated version yet (docs/architecture.md, "crash consistency").
+- A run still going `CT_TRAINING_DEADLINE_MINUTES` (default 120; 0 = off) after it was queued: a deadline
+  alert posts to the `notify_webhook` connection (else a log entry); the run itself goes on. Look at the
+  `train` task's log (a hung data read, a slow GPU queue), then let it finish or mark it failed.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from include.airflow_glue.approval import PromotionApprovalOperator
 from include.airflow_glue.assets import CHECKPOINT, VALIDATED_BATCH
+from include.airflow_glue.deadlines import training_deadline
 from include.ops.settings import ACCURACY_FLOOR, RETENTION_THRESHOLD, get_settings
 from include.ops.training import training_route
 from model.config import TASK_ID_PATTERN
@@ -79,6 +83,7 @@ TRAINING_ROUTE = training_route(SETTINGS)  # queue / executor of the training ta
     catchup=False,
     max_active_runs=1,
     tags=["continual-learning", "training", "mlflow"],
+    deadline=training_deadline(SETTINGS),  # still going after CT_TRAINING_DEADLINE_MINUTES: webhook
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
     doc_md=__doc__,
     params={
@@ -92,9 +97,9 @@ TRAINING_ROUTE = training_route(SETTINGS)  # queue / executor of the training ta
         "strategy": Param(
             "replay",
             type="string",
-            enum=["naive", "replay", "lwf", "ewc"],
-            description="Continual-learning strategy: naive, replay, lwf or ewc (replay keeps a fixed, "
-            "class-balanced exemplar budget).",
+            enum=["naive", "replay", "lwf", "ewc", "analytic"],
+            description="Continual-learning strategy: naive, replay, lwf, ewc or analytic (replay keeps a "
+            "fixed, class-balanced exemplar budget; analytic solves a closed-form head, no exemplars).",
         ),
         "scenario": Param(
             "class_incremental",

@@ -245,7 +245,8 @@ def render_page(state: dict[str, Any]) -> str:
  <div class="card" data-testid="tasks-learned"><h3>tasks learned</h3><p class="big">{learned}</p>
   <p>{learned_ids}</p></div>
  <div class="card" data-testid="mean-retention"><h3>mean retention</h3>
-  <p class="big"><span class="badge {mean_cls}">{_fmt(mean)}</span></p><p>threshold {threshold:.2f}</p></div>
+  <p class="big"><span class="badge {mean_cls}">{_fmt(mean)}</span></p>
+  <p data-testid="min-retention">min over old tasks {_fmt(state.get("min_retention"))} · threshold {threshold:.2f}</p></div>
  <div class="card" data-testid="latest-run"><h3>latest run</h3><p>{latest_html}</p>
   <p>new-task acc {_fmt(latest.get("new_task_acc"))} · avg acc {_fmt(latest.get("avg_acc"))}</p></div>
  {_alias_card(state.get("champion"), "champion")}

@@ -30,6 +30,7 @@ class ChampionRecord:
     sha256: str
     task_id: str | None
     recorded_at: float
+    history_seq: int | None = None  # the alias-history entry that made it champion (include/ops/alias_history.py)
 
     def checkpoint_path(self, settings: Settings) -> Path:
         """Absolute path of the recorded checkpoint under ``settings.state_dir``."""
@@ -42,7 +43,12 @@ def record_path(settings: Settings) -> Path:
 
 
 def write_champion_record(
-    settings: Settings, version: str, checkpoint_path: str | Path, sha256: str, task_id: str | None = None
+    settings: Settings,
+    version: str,
+    checkpoint_path: str | Path,
+    sha256: str,
+    task_id: str | None = None,
+    history_seq: int | None = None,
 ) -> ChampionRecord:
     """Record ``version`` as the last champion (atomic replace); ValueError for a malformed sha256."""
     path = Path(checkpoint_path).resolve()
@@ -52,7 +58,7 @@ def write_champion_record(
         rel = path
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise ValueError(f"champion sha256 must be 64 lowercase hex digits, got {sha256!r}")
-    record = ChampionRecord(str(version), rel.as_posix(), sha256, task_id, time.time())
+    record = ChampionRecord(str(version), rel.as_posix(), sha256, task_id, time.time(), history_seq)
     atomic_write_json(record_path(settings), asdict(record))
     return record
 
@@ -70,6 +76,7 @@ def read_champion_record(settings: Settings) -> ChampionRecord | None:
             sha256=str(data["sha256"]),
             task_id=data.get("task_id"),
             recorded_at=float(data.get("recorded_at", 0.0)),
+            history_seq=None if data.get("history_seq") is None else int(data["history_seq"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path} is not a champion record ({exc!r}); restore it or re-run the gate") from exc

@@ -124,6 +124,7 @@ def empty_state(experiment: str, model_name: str, tracking_uri: str, threshold: 
         "acc_matrix": None,
         "retention": [],
         "mean_retention": None,
+        "min_retention": None,  # the gate's rule (every old task); None for runs that predate the metric
         "below_threshold": [],
         "champion": None,
         "challenger": None,
@@ -183,6 +184,7 @@ def continual_state(
                     }
                 )
             state["mean_retention"] = finite(metrics.get("mean_retention"))
+            state["min_retention"] = finite(metrics.get("min_retention"))
             state["below_threshold"] = [r["task_id"] for r in state["retention"] if r["passed"] is False]
     for alias in ALIASES:
         state[alias] = _alias_info(client, model_name, alias, exp_id, ui)

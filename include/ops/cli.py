@@ -104,6 +104,9 @@ def format_retention(state: dict[str, Any], pal: Palette) -> list[str]:
     mean = state["mean_retention"]
     status = "n/a" if mean is None else ("ok" if mean >= thr else "BELOW")
     lines.append(f"{'mean':<{w}}  " + pal.by_threshold(f"{_num(mean):>9}  {status}", mean, thr))
+    low = state.get("min_retention")  # what the gate judges: every old task ('-' for runs before the metric)
+    status = "n/a" if low is None else ("ok" if low >= thr else "BELOW")
+    lines.append(f"{'min':<{w}}  " + pal.by_threshold(f"{_num(low):>9}  {status}", low, thr))
     return lines
 
 

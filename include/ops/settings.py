@@ -146,6 +146,14 @@ class Settings(BaseSettings):
     training_lock_timeout_s: float = Field(
         60.0, ge=0, validation_alias=AliasChoices("CT_TRAINING_LOCK_TIMEOUT_S", "training_lock_timeout_s")
     )
+    # a continual_training run still going this long after it was queued notifies the webhook (a DeadlineAlert,
+    # include/airflow_glue/deadlines.py); 0 = no deadline. Read when the DAG file is parsed.
+    training_deadline_minutes: float = Field(
+        120.0,
+        ge=0,
+        le=7 * 24 * 60,
+        validation_alias=AliasChoices("CT_TRAINING_DEADLINE_MINUTES", "training_deadline_minutes"),
+    )
     # crash tests only: SIGKILL the training at this step (model/faults.py reads CT_FAULT_AT itself, the one
     # exception to "settings live here": model/ cannot import this module; listed here so it is documented)
     fault_at: str | None = Field(None, validation_alias=AliasChoices("CT_FAULT_AT", "fault_at"))

@@ -34,6 +34,7 @@ EXPERIMENT_KIND = "custom_model_development"
 # headline metrics of a learned run, as logged by log_result (docs/conventions.md)
 SUMMARY_METRICS = (
     "mean_retention",
+    "min_retention",
     "mean_retention_cc",
     "avg_acc",
     "bwt",
@@ -254,6 +255,9 @@ def log_result(run_id: str, result: dict[str, Any], workdir: Path) -> None:
         if value is not None:
             metrics[metric] = value
     metrics["new_task_acc"] = float(result["accuracies"][result["task_id"]])
+    lowest = min_retention(result)
+    if lowest is not None:  # the gate's rule: every old task, beside the mean
+        metrics["min_retention"] = float(lowest)
     mlflow.log_metrics(metrics, run_id=run_id)
 
     matrix_json = workdir / "acc_matrix.json"
@@ -318,6 +322,7 @@ def register_version(settings: Settings, run_id: str, result: dict[str, Any]) ->
             "checkpoint_sha256": result["checkpoint_sha256"],
             "task_id": result["task_id"],
             "mean_retention": str(result.get("mean_retention")),
+            "min_retention": str(min_retention(result)),
             "new_task_acc": str(result["accuracies"][result["task_id"]]),
             "run_id": run_id,
         },
@@ -325,8 +330,25 @@ def register_version(settings: Settings, run_id: str, result: dict[str, Any]) ->
     return str(mv.version)
 
 
+def old_task_retention(result: dict[str, Any]) -> dict[str, float]:
+    """Retention R[T][j] / R[j][j] of each old task j (every task but the newest), from the accuracy matrix."""
+    from model.metrics import retention
+
+    task_ids, matrix = list(result.get("task_ids") or []), result.get("acc_matrix")
+    if len(task_ids) < 2 or not matrix:
+        return {}
+    return dict(zip(task_ids[:-1], retention(matrix)[:-1], strict=True))
+
+
+def min_retention(result: dict[str, Any]) -> float | None:
+    """The lowest retention over old tasks (None before the second task)."""
+    per_task = old_task_retention(result)
+    return min(per_task.values()) if per_task else None
+
+
 def gate(result: dict[str, Any], retention_threshold: float, accuracy_floor: float) -> tuple[bool, list[str]]:
-    """Promotion rule: new-task accuracy >= floor, and (after the first task) mean retention >= threshold."""
+    """Promotion rule: new-task accuracy >= floor, and (after the first task) retention >= threshold on EVERY
+    old task (the minimum), not only on average; the mean is checked too (runs without a matrix have only it)."""
     reasons: list[str] = []
     new_acc = float(result["accuracies"][result["task_id"]])
     if new_acc < accuracy_floor:
@@ -335,6 +357,12 @@ def gate(result: dict[str, Any], retention_threshold: float, accuracy_floor: flo
         retention = finite(result.get("mean_retention"))
         if retention is None or retention < retention_threshold:
             reasons.append(f"mean retention {retention} < threshold {retention_threshold}")
+        low = {t: r for t, r in old_task_retention(result).items() if r < retention_threshold}
+        if low:
+            named = ", ".join(f"{t} {r:.4f}" for t, r in sorted(low.items(), key=lambda kv: kv[1]))
+            reasons.append(
+                f"min retention {min(low.values()):.4f} < threshold {retention_threshold} ({named})"
+            )
     return (not reasons, reasons)
 
 
@@ -351,14 +379,16 @@ def apply_gate(
     # CT_PROMOTION_APPROVAL=always: a passing version waits as challenger for a human (include/ops/approval.py)
     held = passed and settings.promotion_approval == "always"
     alias = CHAMPION if passed and not held else CHALLENGER
+    from include.ops import alias_history  # every alias move is recorded (include/ops/alias_history.py)
+
+    before = alias_history.current_alias(mlc, settings.registered_model, alias)
     mlc.set_registered_model_alias(settings.registered_model, alias, version)
     mlc.set_model_version_tag(settings.registered_model, version, "gate", "passed" if passed else "failed")
-    if passed:  # the serving app's fallback when the registry is unreachable (include/ops/champion_record.py)
-        from include.ops.champion_record import write_champion_record
-
-        write_champion_record(
-            settings, version, result["checkpoint_path"], result["checkpoint_sha256"], result["task_id"]
-        )
+    # one history entry per move (a retry re-gating the same version adds none); a champion also writes the
+    # serving fallback's local record (include/ops/champion_record.py)
+    alias_history.record_gate_move(
+        settings, alias, before, str(version), result, ["passed, held for approval"] if held else reasons
+    )
     if reasons:
         mlc.set_model_version_tag(settings.registered_model, version, "gate_reasons", "; ".join(reasons))
     log.info("gate for %s v%s: %s %s", result["task_id"], version, alias, reasons)
@@ -372,3 +402,15 @@ def set_version_tags(settings: Settings, version: str, tags: dict[str, str]) -> 
     mlc = mlflow_client(settings)
     for key, value in tags.items():
         mlc.set_model_version_tag(settings.registered_model, str(version), key, str(value))
+
+
+def forget_store_connections(uri: str) -> None:
+    """Dispose the SQLAlchemy engines MLflow caches per database URI, so the next client in this process opens
+    the file now at that path (after a restore swapped it) instead of reading the replaced one."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+    for store in (TrackingStore, RegistryStore):
+        engine = store._engine_map.pop(uri, None)
+        if engine is not None:
+            engine.dispose()

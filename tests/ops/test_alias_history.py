@@ -103,26 +103,21 @@ def test_rollback_refuses_an_ungated_version_a_bad_checksum_and_unknown_versions
     assert rollback.rollback(settings, version="3", reload=False).to_version == "3"  # approved counts
 
 
-def test_a_restore_keeps_the_history_and_appends_a_restore_entry(
-    ct_env: Path, monkeypatch: pytest.MonkeyPatch
-):
+def test_a_restore_keeps_the_history_and_appends_a_restore_entry(ct_env: Path):
     from include.ops import alias_history
     from include.ops.backup.create import create_backup
     from include.ops.backup.restore import restore_backup
 
-    # the restore replaces the store's file: pooled connections would keep reading the old one (a restore
-    # runs in its own process; here it shares ours)
-    monkeypatch.setenv("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
     settings, mlc, results = _registry(ct_env)
     _gate(settings, results[0])
     _gate(settings, results[1])
     backup_id = create_backup(settings=settings).backup_id
     _gate(settings, results[2])  # after the backup: the restore takes champion back to v2
-    restore_backup(backup_id, settings=settings)
+    result = restore_backup(backup_id, settings=settings)  # in this process: pooled connections are dropped
+    assert result.mlflow["alias_history"] == 1
     kept = alias_history.read_history(settings)
-    assert [(e.seq, e.to_version) for e in kept] == [(1, "1"), (2, "2")]
-    entries = alias_history.record_restore(settings, backup_id, {"champion": "3"})
-    assert [(e.seq, e.kind, e.from_version, e.to_version) for e in entries] == [(3, "restore", "3", "2")]
+    assert [(e.seq, e.to_version) for e in kept] == [(1, "1"), (2, "2"), (3, "2")]  # the backup's two, kept
+    assert (kept[2].kind, kept[2].from_version) == ("restore", "3")
     assert alias_history.read_mirror(settings)[-1].reason == f"restored backup {backup_id}"
 
 

@@ -151,7 +151,10 @@ def restore_backup(
             if dry_run:
                 staged.report_changes(result)
             else:
+                before = aliases_before(settings) if target.live else {}
                 staged.swap_in(result)
+                if target.live:
+                    result.mlflow["alias_history"] = record_restore_moves(settings, backup_id, before)
             result.mlflow["backend"] = manifest.mlflow.get("backend")
         finally:
             staged.clean()
@@ -161,6 +164,32 @@ def restore_backup(
         "dry run of restore of" if dry_run else "restored", backup_id, source, target.state_dir, result.seconds,
     )  # fmt: skip
     return result
+
+
+def aliases_before(settings: Settings) -> dict[str, str | None]:
+    """Where ``champion`` and ``challenger`` point in the live registry before a restore (None: unset/no store)."""
+    from include.ops import alias_history, tracking
+
+    try:
+        client = tracking.mlflow_client(settings, read_only=True)
+    except FileNotFoundError:  # disaster recovery: no live store at all
+        return {}
+    return {
+        alias: alias_history.current_alias(client, settings.registered_model, alias)
+        for alias in ("champion", "challenger")
+    }
+
+
+def record_restore_moves(settings: Settings, backup_id: str, before: dict[str, str | None]) -> int:
+    """Append a ``restore`` entry to the restored registry's alias history; the number of entries (0 on error)."""
+    from include.ops import alias_history, tracking
+
+    tracking.forget_store_connections(settings.mlflow_tracking_uri)  # read the restored file, not the old one
+    try:
+        return len(alias_history.record_restore(settings, backup_id, before))
+    except Exception as exc:  # the restore itself succeeded: say so, never undo it for a history entry
+        log.warning("restored %s, but the alias history entry could not be written: %s", backup_id, exc)
+        return 0
 
 
 @dataclass
