@@ -74,6 +74,11 @@ class PromotionApprovalOperator(ApprovalOperator):
         pending, mode = self.pending(context)
         if not pending:
             raise AirflowSkipException(f"no promotion waits for approval (approval mode {mode})")
+        run_id = getattr(context.get("dag_run"), "run_id", None)
+        known = approval.recorded_decision(get_settings(), pending, run_id)
+        if known is not None:  # a retry after the answer was applied: report it, never ask twice
+            self.log.info("decision already recorded for run %s: %s", run_id, known.outcome)
+            return self.outcome(known, [{**d, "outcome": known.outcome} for d in pending])
         self.subject, self.body = approval.request_text(pending, get_settings(), mode)
         return super().execute(context)
 
@@ -92,6 +97,10 @@ class PromotionApprovalOperator(ApprovalOperator):
             get_settings(), pending, decision,
             dag_id=getattr(dag_run, "dag_id", None), dag_run_id=getattr(dag_run, "run_id", None),
         )  # fmt: skip
+        return self.outcome(decision, results)
+
+    def outcome(self, decision: approval.ApprovalDecision, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """The task's result for a decision; AirflowFailException for a rejection or a timeout."""
         versions = ", ".join(f"v{r['version']}" for r in results)
         if decision.outcome == approval.TIMEOUT:
             raise AirflowFailException(

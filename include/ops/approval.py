@@ -29,6 +29,7 @@ APPROVE = "Approve"
 REJECT = "Reject"
 APPROVED, REJECTED, TIMEOUT = "approved", "rejected", "timeout"
 APPROVAL_TAG = "approval"  # the value rollback.eligible reads: "approved" may become champion again
+RUN_TAG = "approval.dag_run_id"  # the DAG run whose request the decision answered (a retry reuses it)
 MAX_COMMENT = 2000
 NO_COMMENT = "approval refused: a comment is required to promote a version the gate did not pass"
 
@@ -115,7 +116,7 @@ def request_text(pending: list[dict[str, Any]], settings: Settings, mode: str) -
     return subject, "\n".join(lines)
 
 
-def decision_tags(decision: ApprovalDecision) -> dict[str, str]:
+def decision_tags(decision: ApprovalDecision, dag_run_id: str | None = None) -> dict[str, str]:
     """The model-version tags recording a decision (no ``approval.user`` for a timeout)."""
     tags = {
         APPROVAL_TAG: decision.outcome,
@@ -124,7 +125,31 @@ def decision_tags(decision: ApprovalDecision) -> dict[str, str]:
     }
     if decision.user:
         tags["approval.user"] = decision.user
+    if dag_run_id:
+        tags[RUN_TAG] = dag_run_id
     return tags
+
+
+def recorded_decision(
+    settings: Settings, pending: list[dict[str, Any]], dag_run_id: str | None
+) -> ApprovalDecision | None:
+    """The decision DAG run ``dag_run_id`` already recorded on every pending version (a retry of the approval
+    task after the answer was applied: never ask twice), else None."""
+    if not dag_run_id or not pending or tracking.sqlite_store_missing(settings.mlflow_tracking_uri):
+        return None
+    mlc = tracking.mlflow_client(settings, read_only=True)
+    found = None
+    for d in pending:
+        tags = dict(mlc.get_model_version(settings.registered_model, str(d["version"])).tags or {})
+        if tags.get(RUN_TAG) != dag_run_id or APPROVAL_TAG not in tags:
+            return None
+        found = ApprovalDecision(
+            tags[APPROVAL_TAG],
+            tags.get("approval.user"),
+            tags.get("approval.comment", ""),
+            tags.get("approval.time"),
+        )
+    return found
 
 
 def apply_decision(
@@ -135,7 +160,7 @@ def apply_decision(
     newest ends champion), verifying its checkpoint and appending an ``approval`` alias-history entry."""
     out = []
     for d in pending:
-        tracking.set_version_tags(settings, d["version"], decision_tags(decision))
+        tracking.set_version_tags(settings, d["version"], decision_tags(decision, dag_run_id))
         seq = None
         if decision.outcome == APPROVED:
             seq = promote(settings, d, decision, dag_id=dag_id, dag_run_id=dag_run_id)

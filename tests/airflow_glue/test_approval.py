@@ -71,7 +71,7 @@ def test_with_approval_off_a_failed_gate_never_waits(monkeypatch: pytest.MonkeyP
     [("on", [FAILED], None), ("off", [{**PASSED, "alias": "challenger"}], {"require_approval": True})],
     ids=["failed-gate", "require_approval"],
 )
-def test_a_waiting_version_writes_a_request_and_parks_the_task(monkeypatch, mode, decisions, conf):
+def test_a_waiting_version_writes_a_request_and_parks_the_task(ct_env, monkeypatch, mode, decisions, conf):
     from airflow.providers.standard.operators import hitl
     from airflow.sdk.exceptions import TaskAwaitingInput
 
@@ -113,3 +113,28 @@ def test_an_answer_is_recorded_and_decides_the_task(ct_env: Path, monkeypatch: p
     assert str(mlc.get_model_version_by_alias(settings.registered_model, "champion").version) == "3"
     tags = mlc.get_model_version(settings.registered_model, "3").tags
     assert (tags["approval.user"], tags["approval.time"]) == ("Alice (alice)", "2026-12-03T10:00:00+00:00")
+
+
+def test_a_retry_after_the_answer_never_asks_again(ct_env: Path, monkeypatch: pytest.MonkeyPatch):
+    """Seen with a real scheduler: an answer given while the parking workload was still exiting made Airflow
+    start a second try, which asked again; the decision recorded for the run is reused instead."""
+    from airflow.providers.standard.operators import hitl
+
+    from include.airflow_glue.approval import PromotionApprovalOperator
+
+    monkeypatch.setenv("CT_PROMOTION_APPROVAL", "on")
+    settings, mlc, results = registry(ct_env)
+    pending = failed_gate(settings, results[1]).to_dict()
+    op = PromotionApprovalOperator(task_id="approve")
+    op.execute_complete(context([pending]), event("Approve", "known label noise", ALICE))
+
+    def ask_again(**kw):
+        raise AssertionError("asked twice")
+
+    monkeypatch.setattr(hitl, "upsert_hitl_detail", ask_again)
+    out = op.execute(context([pending]))  # the retry of the same run
+    assert out["decision"]["outcome"] == "approved" and out["decision"]["user"] == "Alice (alice)"
+    other_run = context([pending])
+    other_run["dag_run"].run_id = "manual__2"
+    with pytest.raises(AssertionError, match="asked twice"):
+        op.execute(other_run)  # another run's request is its own
