@@ -1,6 +1,9 @@
 """Human approval with a real scheduler: a run with ``require_approval`` parks its `approve` task in
 ``awaiting_input``, the Airflow UI shows the approval form (screenshot), the decision is given through the
-REST API (``PATCH .../hitlDetails``), and the version becomes champion with the decision on its tags."""
+REST API (``PATCH .../hitlDetails``), and the version becomes champion with the decision on its tags.
+
+Named to run after test_browser_mlflow (which checks that task_0's run holds ``champion``) and before the
+asset hand-off (which learns the next tasks after this one's task_1)."""
 
 from __future__ import annotations
 
