@@ -52,7 +52,7 @@ actions): Approve, with a required comment, moves `champion` to it; Reject, or n
   marks the dead run's MLflow run FAILED (`ct.orphaned`), records a task whose verified checkpoint was written
   but not tracked from that checkpoint (`ct.recovered`, not trained again), and registers and gates a learned
   run that has no gated version yet (docs/architecture.md, "crash consistency").
-- A run still going `CT_TRAINING_DEADLINE_MINUTES` (default 120; 0 = off) after it was queued: a deadline
+- A run still going `CT_TRAINING_DEADLINE_MINUTES` (120 in the compose stack; 0 = off, the embedded default) after it was queued: a deadline
   alert posts to the `notify_webhook` connection (else a log entry); the run itself goes on. Look at the
   `train` task's log (a hung data read, a slow GPU queue), then let it finish or mark it failed.
 """

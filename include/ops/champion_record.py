@@ -30,7 +30,9 @@ class ChampionRecord:
     sha256: str
     task_id: str | None
     recorded_at: float
-    history_seq: int | None = None  # the alias-history entry that made it champion (include/ops/alias_history.py)
+    history_seq: int | None = (
+        None  # the alias-history entry that made it champion (include/ops/alias_history.py)
+    )
 
     def checkpoint_path(self, settings: Settings) -> Path:
         """Absolute path of the recorded checkpoint under ``settings.state_dir``."""

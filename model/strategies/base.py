@@ -75,7 +75,9 @@ class Strategy:
     """
 
     name = "base"
-    closed_form = False  # True: the learner calls ``fit_task`` instead of the SGD loop (the analytic strategy)
+    closed_form = (
+        False  # True: the learner calls ``fit_task`` instead of the SGD loop (the analytic strategy)
+    )
 
     def __init__(self, model: nn.Module, cfg: TrainConfig) -> None:
         self.cfg = cfg

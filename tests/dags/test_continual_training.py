@@ -178,7 +178,14 @@ def test_docker_backend_wires_container_then_tracking(monkeypatch):
     bag = DagBag(dag_folder=str(ROOT / "dags" / "continual_training.py"))
     assert not bag.import_errors, bag.import_errors
     dag = bag.get_dag("continual_training")
-    assert {t.task_id for t in dag.tasks} == {"plan", "train_container", "track", "register", "gate"}
+    assert {t.task_id for t in dag.tasks} == {
+        "plan",
+        "train_container",
+        "track",
+        "register",
+        "approve",
+        "gate",
+    }
     container = dag.get_task("train_container")
     assert type(container).__name__ == "DockerOperator"
     assert container.queue == "gpu"

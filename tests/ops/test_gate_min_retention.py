@@ -43,5 +43,9 @@ def test_status_shows_the_minimum_beside_the_mean():
         "min_retention": 0.7,
     }
     lines = format_retention(state, Palette(False))
-    assert lines[-2].split()[:3] == ["mean", "0.850", "ok"] and lines[-1].split()[:3] == ["min", "0.700", "BELOW"]
+    assert lines[-2].split()[:3] == ["mean", "0.850", "ok"] and lines[-1].split()[:3] == [
+        "min",
+        "0.700",
+        "BELOW",
+    ]
     assert format_retention({**state, "min_retention": None}, Palette(False))[-1].split()[:2] == ["min", "-"]

@@ -138,7 +138,12 @@ def test_the_gate_records_the_champion_atomically_where_it_moves_the_alias(ct_en
     failing = {**result, "accuracies": {"task_0": 0.5}, "checkpoint_sha256": "b" * 64}
     assert not tracking.apply_gate(settings, str(versions[1]), failing, 0.8, 0.9).passed
     assert read_champion_record(settings).version == str(versions[0])  # a failed gate leaves the record
-    assert [p.name for p in settings.state_dir.iterdir()] == ["checkpoints", "champion.json"]  # no temp files
+    # no temp files: the champion record and the alias history's local mirror beside the checkpoints
+    assert sorted(p.name for p in settings.state_dir.iterdir()) == [
+        "alias_history.jsonl",
+        "champion.json",
+        "checkpoints",
+    ]
     assert json.loads((settings.state_dir / "champion.json").read_text())["task_id"] == "task_0"
 
 

@@ -102,6 +102,16 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
+# what a live restore writes into the state folder beyond the backup's bytes: the marker of the restore and the
+# alias history's local mirror, which gains the restore's entry (include/ops/alias_history.py)
+RESTORE_WRITES = (".restored_from.json", "alias_history.jsonl")
+
+
+def backup_bytes(digest: dict[str, str]) -> dict[str, str]:
+    """``digest`` without the files a restore itself writes, so a restored state compares with the backed-up one."""
+    return {k: v for k, v in digest.items() if k not in RESTORE_WRITES}
+
+
 @dataclass
 class S3Server:
     """A moto S3 server on 127.0.0.1 that records the requests it serves (server-side counts)."""
