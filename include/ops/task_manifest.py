@@ -13,6 +13,7 @@ from model.fsio import atomic_write_text
 
 if TYPE_CHECKING:
     from model.capacity import StreamCapacity
+    from model.data import TaskManifest, TaskSpec
 
 EFFECTIVE_MANIFEST = "effective_manifest.json"
 
@@ -39,6 +40,25 @@ def _confined(root: Path, task_id: str, file: str, manifest: Path) -> Path:
         return confined_path(root, file)
     except ValueError as exc:
         raise ValueError(f"task {task_id!r} of {manifest}: {exc}") from None
+
+
+def _learned_outside_store(
+    settings: Settings, manifest: TaskManifest, learned: Collection[str]
+) -> list[TaskSpec]:
+    """Learned tasks the store's manifest does not list (learned from the raw stream before validation ran),
+    from the raw stream's manifest with absolute files confined to ``settings.data_dir``; [] when none."""
+    from model.data import load_manifest
+
+    listed = {t.task_id for t in manifest.tasks}
+    source = settings.source_manifest
+    if not set(learned) - listed or not source.exists():
+        return []
+    out = []
+    for spec in load_manifest(source).tasks:
+        if spec.task_id in learned and spec.task_id not in listed:
+            spec.file = str(_confined(settings.data_dir, spec.task_id, spec.file, source))
+            out.append(spec)
+    return out
 
 
 def resolve_task_manifest(settings: Settings, learned: Collection[str] | None = None) -> Path:
@@ -81,6 +101,12 @@ def resolve_task_manifest(settings: Settings, learned: Collection[str] | None = 
             if raw_copy.exists():
                 path, fallback = raw_copy, True
         spec.file = str(path)
+    raw_learned = _learned_outside_store(settings, manifest, learned)
+    if raw_learned:  # learned from the raw stream before validation was switched on: never validated
+        fallback = True
+        order = {t.task_id: i for i, t in enumerate(load_manifest(settings.source_manifest).tasks)}
+        tasks = raw_learned + manifest.tasks
+        manifest.tasks = sorted(tasks, key=lambda t: order.get(t.task_id, len(order) + tasks.index(t)))
     if not fallback:
         return validated
     manifest.data_roots = [str(settings.validated_dir.resolve()), str(settings.data_dir.resolve())]

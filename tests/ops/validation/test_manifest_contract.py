@@ -182,6 +182,29 @@ def test_the_raw_fallback_is_confined_to_the_data_dir(ct_env, split_digits):
         resolve_task_manifest(settings, learned={"task_0"})
 
 
+def test_tasks_learned_before_validation_stay_in_the_manifest_training_reads(ct_env, split_digits):
+    """Learned from the raw stream, then validation switched on: the store lists only task_2, and training of
+    task_2 must still evaluate task_0 and task_1 (it failed with KeyError 'task_0' in the asset hand-off)."""
+    from include.ops.settings import get_settings
+    from include.ops.task_manifest import resolve_task_manifest
+    from model.data import load_manifest, write_split_digits
+
+    settings = get_settings()
+    write_split_digits(settings.data_dir)  # the raw stream, source_manifest
+    settings.validated_dir.mkdir(parents=True)
+    (settings.validated_dir / "task_2.csv").write_text(task_text(split_digits, 2))
+    stored = _mutated(split_digits, lambda raw: raw.update(tasks=raw["tasks"][2:3]))
+    (settings.validated_dir / "manifest.json").write_text(json.dumps(stored))
+    effective = load_manifest(resolve_task_manifest(settings, learned={"task_0", "task_1"}))
+    assert [t.task_id for t in effective.tasks] == ["task_0", "task_1", "task_2"], "stream order"
+    assert [Path(t.file).parent for t in effective.tasks] == [
+        settings.data_dir.resolve(),
+        settings.data_dir.resolve(),
+        settings.validated_dir.resolve(),
+    ]
+    assert load_manifest(resolve_task_manifest(settings, learned=set())).tasks[0].task_id == "task_2"
+
+
 def test_a_manifest_over_capacity_is_refused_at_landing_and_valid_tasks_go_on(
     val_env, split_digits, monkeypatch
 ):
