@@ -245,6 +245,13 @@ def reject(
     """Quarantine the file (moved, or copied) with its report, write the alert, push the metrics."""
     report = rejection_report(base, rejection)
     qfile, qreport = quarantine(path, base.name, base.checksum, report, settings.quarantine_dir, move=move)
+    return announce_rejection(base, rejection, qfile, qreport, settings)
+
+
+def announce_rejection(
+    base: BatchResult, rejection: Rejection, qfile: Path, qreport: Path, settings: Settings
+) -> BatchResult:
+    """After the quarantine: the ERROR alert record, the failure metrics, and the ``rejected`` result."""
     alerts.record(
         settings.log_dir,
         "ERROR",
@@ -254,7 +261,7 @@ def reject(
         source=base.source,
         sha256=base.checksum,
         stage=rejection.stage,
-        check=report["check"],
+        check=rejection.failed[0] if rejection.failed else rejection.stage,
         failed_checks=rejection.failed,
         quarantined=str(qfile),
         report=str(qreport),

@@ -15,7 +15,7 @@ from include.ops.settings import Settings, get_settings
 from include.ops.validation.config import MANIFEST_NAME, ValidationConfig, get_validation_config
 from include.ops.validation.landing import LandedFile, Landing, LocalLanding
 from include.ops.validation.outcome import BatchResult, ValidationSetupError
-from include.ops.validation.pipeline import load_task_manifest, validate_landed_file
+from include.ops.validation.pipeline import announce_rejection, load_task_manifest, validate_landed_file
 from include.ops.validation.prechecks import entry_kind, file_type_failure
 from include.ops.validation.store import read_index
 from model.fsio import sha256_file
@@ -143,7 +143,6 @@ def _local_kind(path: Path) -> str:
 def reject_entry(item: LandedFile, settings: Settings) -> BatchResult:
     """Reject a landing entry that is not a regular file: the entry itself is moved to the quarantine, never a
     link's target (``precheck.file_type``); alert written, metrics pushed."""
-    from include.ops.validation import alerts
     from include.ops.validation.outcome import precheck_rejection, rejection_report
     from include.ops.validation.store import quarantine_entry
 
@@ -159,29 +158,7 @@ def reject_entry(item: LandedFile, settings: Settings) -> BatchResult:
     qfile, qreport = quarantine_entry(
         path, item.name, base.checksum, rejection_report(base, rejection), settings.quarantine_dir
     )
-    alerts.record(
-        settings.log_dir,
-        "ERROR",
-        f"{item.name} rejected by data validation: {rejection.reason}",
-        alert=alerts.ALERT_NAME,
-        file=item.name,
-        source=item.location,
-        sha256=base.checksum,
-        stage=rejection.stage,
-        check=rejection.failed[0],
-        failed_checks=rejection.failed,
-        quarantined=str(qfile),
-        report=str(qreport),
-    )
-    alerts.push_metrics(settings.validated_dir, settings.quarantine_dir, failed_now=True)
-    return base.replace(
-        status="rejected",
-        stage=rejection.stage,
-        failed_checks=rejection.failed,
-        reason=rejection.reason,
-        path=str(qfile),
-        report_path=str(qreport),
-    )
+    return announce_rejection(base, rejection, qfile, qreport, settings)
 
 
 def validate_landing_zone(
