@@ -142,11 +142,11 @@ def build_docker_training_operator(
     ``operator_kwargs`` (queue, retries, pool, ...) override the defaults; queue and executor default to
     ``training_route(settings)`` so the container is started by a worker on a GPU host.
     """
-    from airflow.providers.docker.operators.docker import DockerOperator
+    from include.airflow_glue.training_container import TrainingContainerOperator
 
     settings = settings or get_settings()
     kwargs = docker_training_operator_kwargs(cl_task_id, conf, settings)
     kwargs.update(training_route(settings))
     kwargs["pre_execute"] = refuse_while_locked
     kwargs.update(operator_kwargs)
-    return DockerOperator(task_id=task_id, **kwargs)
+    return TrainingContainerOperator(task_id=task_id, **kwargs)

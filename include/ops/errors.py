@@ -11,3 +11,7 @@ from __future__ import annotations
 
 class Refusal(Exception):
     """A permanent refusal: the message says what was refused and why, and what the operator can do."""
+
+
+# the exit code of ``python -m include.ops.train_cli`` for a Refusal: the container task fails without retry
+REFUSED_EXIT = 3

@@ -19,6 +19,7 @@ import sys
 import traceback
 from typing import Any
 
+from include.ops.errors import REFUSED_EXIT, Refusal
 from include.ops.run_settings import resolve_train_config
 from include.ops.settings import get_settings
 from include.ops.training import learn_one
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = learn_one(get_settings(), args.task_id, train_cfg, on_epoch_end=on_epoch_end)
+    except Refusal as exc:  # can never succeed as asked: a distinct exit code, so the task is not retried
+        print(f"refused: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return REFUSED_EXIT
     except Exception as exc:  # the container's exit code is the operator's verdict; say why on stderr
         traceback.print_exc()
         print(f"error: learning {args.task_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)

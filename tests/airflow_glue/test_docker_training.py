@@ -190,3 +190,45 @@ def test_cli_rejects_bad_arguments(seam_env: Path) -> None:
     assert bad.returncode == 2 and "must be a JSON object" in bad.stderr
     bad = _cli(["--task-id", "task_0", "--train-config", "{not json"], env)
     assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+
+
+def test_a_refusal_in_the_container_fails_the_task_without_retry(
+    seam_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI exits REFUSED_EXIT with a `refused:` line; the operator turns exactly that into
+    AirflowFailException (before, the container path retried every refusal)."""
+    from airflow.providers.docker.exceptions import DockerContainerFailedException
+    from airflow.providers.docker.operators.docker import DockerOperator
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.ops.errors import REFUSED_EXIT
+    from include.ops.lock import maintenance_lock
+    from model.data import write_split_digits
+
+    settings = get_settings()
+    write_split_digits(settings.data_dir)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with maintenance_lock("test:recovery", settings.lock_file):
+        proc = _cli(["--task-id", "task_0", "--train-config", '{"epochs": 1}'], env)
+    assert proc.returncode == REFUSED_EXIT, proc.stderr
+    refused = proc.stderr.strip().splitlines()[-1]
+    assert refused.startswith("refused: maintenance lock") and "disaster recovery" in refused
+
+    op = docker_training.build_docker_training_operator("train_container", cl_task_id="task_0")
+
+    def container_exits(code: int, logs: list):
+        def execute(self, context):
+            raise DockerContainerFailedException(
+                f"Docker container failed: {{'StatusCode': {code}}}", logs=logs
+            )
+
+        return execute
+
+    monkeypatch.setattr(
+        DockerOperator, "execute", container_exits(REFUSED_EXIT, [b"epoch 0", refused.encode()])
+    )
+    with pytest.raises(AirflowFailException, match="^refused: maintenance lock"):
+        op.execute({})
+    monkeypatch.setattr(DockerOperator, "execute", container_exits(1, [b"Traceback ..."]))
+    with pytest.raises(DockerContainerFailedException):  # an ordinary failure: Airflow retries it
+        op.execute({})

@@ -187,7 +187,9 @@ def test_docker_backend_wires_container_then_tracking(monkeypatch):
         "gate",
     }
     container = dag.get_task("train_container")
-    assert type(container).__name__ == "DockerOperator"
+    assert (
+        type(container).__name__ == "TrainingContainerOperator"
+    )  # a DockerOperator whose refusal never retries
     assert container.queue == "gpu"
     assert container.upstream_task_ids == {"plan"}
     assert dag.get_task("track").upstream_task_ids == {"train_container"}
