@@ -281,7 +281,7 @@ def test_maintenance_lock_refuses_every_training_path(small_training):
             text=True,
             timeout=120,
         )
-        assert cli.returncode == 1 and "maintenance lock" in cli.stderr
+        assert cli.returncode == 3 and "refused: maintenance lock" in cli.stderr  # REFUSED_EXIT: no retry
     assert not list(settings.checkpoint_dir.glob("*.pt")), "nothing was trained under the lock"
 
 
