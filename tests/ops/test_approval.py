@@ -3,12 +3,11 @@ and what a decision does to the registry (version tags, champion, alias history)
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.serving.serving_support import empty_mlflow_db
+from tests.ops import alias_history_support
 
 ALICE = {"id": "alice", "name": "Alice"}
 
@@ -16,24 +15,8 @@ ALICE = {"id": "alice", "name": "Alice"}
 def registry(ct_env: Path, n: int = 2):
     """Settings and ``n`` registered versions with a real checkpoint file each; v1 is champion."""
     from include.ops import tracking
-    from include.ops.settings import get_settings
-    from model.fsio import sha256_file
 
-    shutil.copyfile(empty_mlflow_db(), ct_env / "mlflow" / "mlflow.db")
-    settings = get_settings()
-    settings.checkpoint_dir.mkdir(parents=True)
-    mlc = tracking.mlflow_client(settings)
-    mlc.create_registered_model(settings.registered_model)
-    results = []
-    for i in range(n):
-        ckpt = settings.checkpoint_dir / f"task_00{i}_task_{i}.pt"
-        ckpt.write_bytes(f"weights {i}".encode())
-        sha = sha256_file(ckpt)
-        tags = {"checkpoint_path": str(ckpt), "checkpoint_sha256": sha, "task_id": f"task_{i}"}
-        mv = mlc.create_model_version(settings.registered_model, source=ckpt.parent.as_uri(), tags=tags)
-        results.append({"version": str(mv.version), "task_id": f"task_{i}", "task_ids": [f"task_{i}"],
-                        "accuracies": {f"task_{i}": 0.95}, "checkpoint_path": str(ckpt),
-                        "checkpoint_sha256": sha, "mean_retention": 0.9})  # fmt: skip
+    settings, mlc, results = alias_history_support.registry(ct_env, n)
     tracking.apply_gate(settings, "1", results[0], 0.8, 0.9)
     return settings, mlc, results
 
