@@ -86,6 +86,18 @@ class LearnResult:
         return asdict(self)
 
 
+def _metric_fields(ids: list[str], metrics: dict) -> dict:
+    """The LearnResult fields taken from ``model.metrics.summarize`` output, per task where it is a list."""
+    return {
+        "retention": dict(zip(ids, metrics["retention"], strict=True)),
+        "retention_chance_corrected": dict(zip(ids, metrics["retention_chance_corrected"], strict=True)),
+        **{
+            k: metrics[k]
+            for k in ("mean_retention", "mean_retention_chance_corrected", "avg_acc", "bwt", "forgetting")
+        },
+    }
+
+
 class ContinualLearner:
     """Owns the model, optimizer and strategy of one task stream, persisted under ``state_dir``."""
 
@@ -330,13 +342,7 @@ class ContinualLearner:
             task_ids=list(ids),
             acc_matrix=self.matrix.result(),
             accuracies=accuracies,
-            retention=dict(zip(ids, metrics["retention"], strict=True)),
-            retention_chance_corrected=dict(zip(ids, metrics["retention_chance_corrected"], strict=True)),
-            mean_retention=metrics["mean_retention"],
-            mean_retention_chance_corrected=metrics["mean_retention_chance_corrected"],
-            avg_acc=metrics["avg_acc"],
-            bwt=metrics["bwt"],
-            forgetting=metrics["forgetting"],
+            **_metric_fields(ids, metrics),
             epoch_losses=losses,
             checkpoint_path=str(path),
             checkpoint_sha256=digest,
@@ -458,13 +464,7 @@ class ContinualLearner:
             task_ids=ids,
             acc_matrix=matrix,
             accuracies=dict(zip(ids, matrix[-1], strict=True)),
-            retention=dict(zip(ids, metrics["retention"], strict=True)),
-            retention_chance_corrected=dict(zip(ids, metrics["retention_chance_corrected"], strict=True)),
-            mean_retention=metrics["mean_retention"],
-            mean_retention_chance_corrected=metrics["mean_retention_chance_corrected"],
-            avg_acc=metrics["avg_acc"],
-            bwt=metrics["bwt"],
-            forgetting=metrics["forgetting"],
+            **_metric_fields(ids, metrics),
             epoch_losses=list(facts.get("epoch_losses", [])),
             checkpoint_path=str(path),
             checkpoint_sha256=entries[-1]["sha256"],
