@@ -21,6 +21,12 @@ accuracy matrix JSON + heatmap PNG, checkpoint) -> register a model version -> g
 retention >= `retention_threshold` and the new task reaches `accuracy_floor` (first task: floor only), else
 `challenger` and the final `gate` task fails. The `train` task emits the `model_checkpoint` Asset either way.
 
+**What a run learned, in the Airflow UI**: the last lines of the `gate` task's log, one per task, e.g.
+`learned task_2: new-task acc 0.970, min retention 0.950, mean 0.980, gate: champion v3` (with the reasons of a
+failed gate); the same in its XCom (`summary`, beside version, alias and metrics); the `train` task's XCom holds
+each learned task's metrics and MLflow run id; the `model_checkpoint` event (Assets view) carries task id,
+new-task accuracy, min/mean retention, MLflow run id and the checkpoint (the version is assigned after it).
+
 **Params**: `task_id` (null = automatic), `strategy`, `scenario`, `epochs`, `max_samples_per_task`,
 `retention_threshold`, `accuracy_floor`, `require_approval`. Precedence, resolved once per run by `plan` and logged to MLflow
 (`run_settings.json` on every learned run): a param the trigger conf sets > an operator override
@@ -71,7 +77,6 @@ from include.ops.settings import ACCURACY_FLOOR, RETENTION_THRESHOLD, get_settin
 from include.ops.training import training_route
 from model.config import TASK_ID_PATTERN
 
-CHECKPOINT_EXTRA = ("task_id", "checkpoint_path", "checkpoint_sha256", "mlflow_run_id")
 SETTINGS = get_settings()  # parse time: routing and backend are task attributes (validated settings)
 TRAINING_ROUTE = training_route(SETTINGS)  # queue / executor of the training task, only those set
 
@@ -174,6 +179,7 @@ def continual_training():
         """Learn the planned tasks in order, one MLflow run each; emit the checkpoint Asset."""
         from include.airflow_glue.refusals import fail_on_refusal
         from include.ops.jsonlog import configure_json_logging
+        from include.ops.run_report import checkpoint_extra
         from include.ops.training import learn_one
 
         if not planned["tasks"]:  # only versions a crashed run left unregistered: no new checkpoint event
@@ -184,7 +190,7 @@ def continual_training():
             summaries = [
                 learn_one(settings, t, cfg, dag_run.dag_id, dag_run.run_id) for t in planned["tasks"]
             ]
-        outlet_events[CHECKPOINT].extra = {k: summaries[-1][k] for k in CHECKPOINT_EXTRA}
+        outlet_events[CHECKPOINT].extra = checkpoint_extra(summaries[-1])  # shown in the Assets view
         return summaries
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)  # also after a skipped train: pending versions
@@ -203,28 +209,34 @@ def continual_training():
 
     # deterministic: a retry only re-reports the same decision; runs after a skipped approval too
     @task(retry_delay=timedelta(seconds=2), trigger_rule=TriggerRule.NONE_FAILED)
-    def gate(decisions: list[dict] | None, approved: dict | None = None) -> None:
-        """Fail the run, visibly, when a new version did not earn `champion` (nor an operator's approval)."""
+    def gate(decisions: list[dict] | None, approved: dict | None = None) -> list[dict]:
+        """Log what was learned and the gate's decision, one line per task; fail when a version did not earn
+        `champion` (nor an operator's approval). Returns the decisions with their line (XCom)."""
+        from include.ops.run_report import summary_line
+
         if decisions is None:
             raise AirflowSkipException("nothing was registered")
         ok = {r["version"] for r in (approved or {}).get("versions", [])}
+        reports = [{**d, "summary": summary_line(d, approved=d["version"] in ok)} for d in decisions]
+        for report in reports:
+            print(report["summary"])
         failed = [d for d in decisions if not d["passed"] and d["version"] not in ok]
-        for d in decisions:
-            print(f"{d['task_id']}: version {d['version']} -> {d['alias']} {'; '.join(d['reasons'])}")
         if failed:
             raise RuntimeError(
                 "gate failed: " + " | ".join(f"{d['task_id']}: {'; '.join(d['reasons'])}" for d in failed)
             )
+        return reports
 
     @task(outlets=[CHECKPOINT])
     def track(result_line: str, dag_run=None, outlet_events=None) -> list[dict]:
         """Record the container's LearnResult in MLflow; emit the checkpoint Asset."""
         from include.airflow_glue.refusals import fail_on_refusal
+        from include.ops.run_report import checkpoint_extra
         from include.ops.training import record_container_result
 
         with fail_on_refusal():
             summary = record_container_result(get_settings(), result_line, dag_run.dag_id, dag_run.run_id)
-        outlet_events[CHECKPOINT].extra = {k: summary[k] for k in CHECKPOINT_EXTRA}
+        outlet_events[CHECKPOINT].extra = checkpoint_extra(summary)
         return [summary]
 
     planned = plan()

@@ -4,8 +4,13 @@ Mounted on the Airflow API server under ``/ct``:
 
 - ``GET /ct/api/state``   the state of ``include.ops.cl_state.continual_state`` as JSON
 - ``GET /ct/api/history`` one row per learned task (``learning_history``)
-- ``GET /ct/view``        server-rendered HTML of the same state (heatmap, retention vs threshold, aliases,
+- ``GET /ct/view``        the page: its shell answers at once with a "Loading" state (no MLflow read), then
+  fetches ``/ct/view/content`` and shows it
+- ``GET /ct/view/content`` server-rendered HTML of the same state (heatmap, retention vs threshold, aliases,
   the alias history: every move of ``champion``/``challenger``, newest first)
+
+The MLflow reads are cached (``include.ops.cl_state.cached_read``): a load after the first costs three cheap
+calls until a run, version or alias move changes the store.
 
 The UI embeds ``/ct/view`` as the nav entry "Continual learning" (``/plugin/continual-learning``).
 Plugin FastAPI apps are not behind Airflow's auth, so every route checks the caller's Airflow JWT
@@ -208,11 +213,47 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:20px 0 8px} h3{margin
 .badge{padding:1px 8px;border-radius:10px;font-size:12px;color:#fff}
 .badge.ok{background:#2e7d32} .badge.below{background:#c62828} .badge.na{background:#9e9e9e}
 .empty{color:#777} .error{background:#fdecea;border:1px solid #c62828;padding:10px;border-radius:6px}
+.loading{color:#555;font-style:italic}
 """
 
+# fills the shell with /ct/view/content (relative: "view/content" from /ct/view); the cookie goes along
+_LOADER = """<script>
+(async () => {
+  const box = document.getElementById("ct-content");
+  let html;
+  try {
+    html = await (await fetch("view/content", {credentials: "same-origin"})).text();
+  } catch (err) {
+    html = '<p class="error" data-testid="error">Could not reach the view: ' +
+      String(err).replace(/[&<>]/g, "") + "</p>";
+  }
+  box.innerHTML = html;
+  box.removeAttribute("aria-busy");
+  box.dataset.testid = "content";
+})();
+</script>"""
 
-def render_page(state: dict[str, Any]) -> str:
-    """The whole continual-learning page for one state dict (as returned by ``continual_state``)."""
+
+def _page(body: str) -> str:
+    """A whole HTML document around ``body``."""
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Continual learning</title><style>{_CSS}</style></head><body>
+<h1>Continual learning</h1>
+{body}
+</body></html>"""
+
+
+def render_shell() -> str:
+    """The page as first served: a "Loading" state, filled in by the browser from ``/ct/view/content``."""
+    return _page(
+        '<div id="ct-content" data-testid="loading" aria-busy="true">'
+        '<p class="loading">Loading the continual-learning state from MLflow&hellip;</p></div>'
+        '<noscript><p><a href="view/content">Open the state without JavaScript</a></p></noscript>' + _LOADER
+    )
+
+
+def render_body(state: dict[str, Any]) -> str:
+    """The content of the page for one state dict (as returned by ``continual_state``)."""
     latest = state.get("latest_run") or {}
     mean = state.get("mean_retention")
     threshold = state["retention_threshold"]
@@ -237,10 +278,7 @@ def render_page(state: dict[str, Any]) -> str:
     learned_ids = _e(", ".join(state["task_ids"])) or "none"
     model = _e(state["registered_model"])
     api = f"{URL_PREFIX}/api/state"
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>Continual learning</title><style>{_CSS}</style></head><body>
-<h1>Continual learning</h1>
-<p class="meta">experiment {exp_link} · registered model <b>{model}</b> · data: <a href="{api}">{api}</a></p>
+    return f"""<p class="meta">experiment {exp_link} · registered model <b>{model}</b> · data: <a href="{api}">{api}</a></p>
 <div class="cards">
  <div class="card" data-testid="tasks-learned"><h3>tasks learned</h3><p class="big">{learned}</p>
   <p>{learned_ids}</p></div>
@@ -259,8 +297,12 @@ def render_page(state: dict[str, Any]) -> str:
 {render_retention(state.get("retention") or [], threshold)}
 <h2>Alias history (newest first)</h2>
 <p class="meta">every move of champion / challenger: gate, approval, rollback, restore (make history)</p>
-{render_alias_history(state.get("alias_history") or [])}
-</body></html>"""
+{render_alias_history(state.get("alias_history") or [])}"""
+
+
+def render_page(state: dict[str, Any]) -> str:
+    """The whole page for one state dict, rendered at once (what the shell shows once loaded)."""
+    return _page(render_body(state))
 
 
 def create_app(
@@ -295,15 +337,17 @@ def create_app(
 
     @app.get("/view", response_class=HTMLResponse)
     def view() -> HTMLResponse:
-        """The continual-learning page."""
+        """The continual-learning page: a "Loading" shell at once, filled from ``/view/content``."""
+        return HTMLResponse(render_shell())
+
+    @app.get("/view/content", response_class=HTMLResponse)
+    def view_content() -> HTMLResponse:
+        """The page's content for the current state (503 with the reason when MLflow fails)."""
         try:
             state = _state()
         except HTTPException as exc:
-            body = f'<p class="error" data-testid="error">{_e(exc.detail)}</p>'
-            page = f"<!doctype html><html><head><style>{_CSS}</style></head><body>"
-            page += f"<h1>Continual learning</h1>{body}"
-            return HTMLResponse(page + "</body></html>", status_code=503)
-        return HTMLResponse(render_page(state))
+            return HTMLResponse(f'<p class="error" data-testid="error">{_e(exc.detail)}</p>', status_code=503)
+        return HTMLResponse(render_body(state))
 
     return app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from include.airflow_glue.dag_runs import load_dag, state_name
 
-__all__ = ["DAG_FILES", "asset_events", "load_dag", "state_name", "task_states"]
+__all__ = ["DAG_FILES", "asset_events", "load_dag", "returned", "state_name", "task_states"]
 
 from tests.paths import ROOT
 
@@ -33,3 +33,17 @@ def asset_events(asset_name: str, run_id: str) -> list[dict]:
             .all()
         )
         return [dict(r.extra or {}) for r in rows]
+
+
+def returned(dagrun, task_id: str):
+    """The return value (XCom ``return_value``) of task ``task_id`` in ``dagrun``, as the UI's XCom tab shows it."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dagrun.dag_id, run_id=dagrun.run_id, task_id=task_id, key="return_value")
+            .one()
+        )
+        return XComModel.deserialize_value(row)

@@ -2,15 +2,21 @@
 
 The Airflow plugin view, its JSON API and the operator CLI all render what these functions return,
 so the three always agree. MLflow names follow docs/conventions.md.
+
+The state and the history are cached per process (one cache, :func:`cached_read`): a read first asks MLflow
+for :func:`store_fingerprint` (three cheap calls: the experiment, its newest run, the registered model) and
+reads everything again only when that changed: a new or finished run, a new version, an alias move.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +26,7 @@ from include.ops.settings import Settings, get_settings
 from include.ops.tracking import (
     CHALLENGER,
     CHAMPION,
+    TAG_STATUS,
     TAG_TASK_ID,
     finite,
     learned_runs,
@@ -132,6 +139,49 @@ def empty_state(experiment: str, model_name: str, tracking_uri: str, threshold: 
     }
 
 
+_CACHE: dict[tuple, tuple[tuple, Any]] = {}  # (reader, its arguments) -> (store fingerprint, value read)
+_CACHE_LOCK = threading.Lock()
+
+
+def store_fingerprint(client: Any, experiment: str, model_name: str) -> tuple:
+    """What changes whenever the state could: the experiment, its newest run (id, status, end, ``ct.status``)
+    and the registered model (last update, aliases, tag count: every alias move appends a history tag)."""
+    exp = client.get_experiment_by_name(experiment)
+    newest: tuple = ()
+    if exp is not None:
+        runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+        if runs:
+            r = runs[0]
+            newest = (r.info.run_id, r.info.status, r.info.end_time, r.data.tags.get(TAG_STATUS))
+    try:
+        rm = client.get_registered_model(model_name)
+        model = (rm.last_updated_timestamp, tuple(sorted((rm.aliases or {}).items())), len(rm.tags or {}))
+    except Exception:  # no registered model yet
+        model = ()
+    return (exp.experiment_id if exp is not None else None, newest, model)
+
+
+def cached_read(key: tuple, client: Any, experiment: str, model_name: str, read: Callable[[], Any]) -> Any:
+    """``read()``, or a copy of its last value for ``key`` while the store's fingerprint is unchanged.
+
+    The fingerprint is taken before reading, so a run that lands meanwhile makes the next call read again."""
+    fingerprint = store_fingerprint(client, experiment, model_name)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None and hit[0] == fingerprint:
+        return copy.deepcopy(hit[1])
+    value = read()
+    with _CACHE_LOCK:
+        _CACHE[key] = (fingerprint, value)
+    return copy.deepcopy(value)
+
+
+def clear_cache() -> None:
+    """Forget every cached read (a restore swapped the store; tests)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
 def continual_state(
     tracking_uri: str,
     experiment: str,
@@ -149,11 +199,25 @@ def continual_state(
     if threshold is None:
         threshold = get_settings().retention_threshold
     ui = (ui_url or mlflow_ui_url()).rstrip("/")
+    if sqlite_store_missing(tracking_uri):
+        return {**empty_state(experiment, model_name, tracking_uri, threshold), "mlflow_ui_url": ui}
+    client = mlflow_client(tracking_uri, read_only=True)
+    key = ("state", tracking_uri, experiment, model_name, ui, threshold)
+    return cached_read(
+        key,
+        client,
+        experiment,
+        model_name,
+        lambda: _read_state(client, tracking_uri, experiment, model_name, ui, threshold),
+    )
+
+
+def _read_state(
+    client: Any, tracking_uri: str, experiment: str, model_name: str, ui: str, threshold: float
+) -> dict[str, Any]:
+    """``continual_state`` read from MLflow (no cache)."""
     state = empty_state(experiment, model_name, tracking_uri, threshold)
     state["mlflow_ui_url"] = ui
-    if sqlite_store_missing(tracking_uri):
-        return state
-    client = mlflow_client(tracking_uri, read_only=True)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp is not None else None
     if exp_id is not None:
@@ -225,6 +289,14 @@ def learning_history(
     if sqlite_store_missing(tracking_uri):
         return []
     client = mlflow_client(tracking_uri, read_only=True)
+    key = ("history", tracking_uri, experiment, model_name, ui)
+    return cached_read(
+        key, client, experiment, model_name, lambda: _read_history(client, experiment, model_name, ui)
+    )
+
+
+def _read_history(client: Any, experiment: str, model_name: str, ui: str) -> list[dict]:
+    """``learning_history`` read from MLflow (no cache)."""
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []

@@ -53,6 +53,10 @@ class GateDecision:
     passed: bool
     alias: str
     reasons: list[str] = field(default_factory=list)
+    new_task_acc: float | None = None  # what was learned (include/ops/run_report.py): shown with the decision
+    min_retention: float | None = None
+    mean_retention: float | None = None
+    mlflow_run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form for XCom."""
@@ -384,16 +388,26 @@ def apply_gate(
     before = alias_history.current_alias(mlc, settings.registered_model, alias)
     mlc.set_registered_model_alias(settings.registered_model, alias, version)
     mlc.set_model_version_tag(settings.registered_model, version, "gate", "passed" if passed else "failed")
+    if reasons:
+        mlc.set_model_version_tag(settings.registered_model, version, "gate_reasons", "; ".join(reasons))
     # one history entry per move (a retry re-gating the same version adds none); a champion also writes the
-    # serving fallback's local record (include/ops/champion_record.py)
+    # serving fallback's local record (include/ops/champion_record.py). Written after the version's tags: the
+    # history tag it appends is what tells cached readers (include/ops/cl_state.py) the gate is complete
     alias_history.record_gate_move(
         settings, alias, before, str(version), result, ["passed, held for approval"] if held else reasons
     )
-    if reasons:
-        mlc.set_model_version_tag(settings.registered_model, version, "gate_reasons", "; ".join(reasons))
     log.info("gate for %s v%s: %s %s", result["task_id"], version, alias, reasons)
+    from include.ops.run_report import learned_fields
+
     return GateDecision(
-        task_id=result["task_id"], version=version, passed=passed, alias=alias, reasons=reasons
+        task_id=result["task_id"],
+        version=version,
+        passed=passed,
+        alias=alias,
+        reasons=reasons,
+        mlflow_run_id=result.get("mlflow_run_id"),
+        mean_retention=finite(result.get("mean_retention")),
+        **learned_fields(result),
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from include.ops import tracking, training_recovery
+from include.ops import run_report, tracking, training_recovery
 from include.ops.errors import Refusal
 from include.ops.lock import is_maintenance_locked
 from include.ops.run_settings import RunSettings
@@ -113,7 +113,7 @@ def _summary(result: dict[str, Any], run_id: str) -> dict[str, Any]:
         "checkpoint_sha256",
     )
     summary = {k: result[k] for k in keep}
-    summary["mlflow_run_id"] = run_id
+    summary.update(run_report.learned_fields(result), mlflow_run_id=run_id)
     return summary
 
 

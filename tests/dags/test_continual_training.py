@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dag_helpers import asset_events, load_dag, state_name
+from tests.dag_helpers import asset_events, load_dag, returned, state_name
 from tests.paths import ROOT
 
 
@@ -56,6 +56,16 @@ def test_two_tasks_tracked_registered_and_gated(small_training):
     assert {"acc_matrix.json", "acc_matrix.png", "checkpoint", "learn_result.json"} <= artifacts
     champion = mlc.get_model_version_by_alias(settings.registered_model, "champion")
     assert champion.tags["task_id"] == "task_0"
+    # what the run learned, where the UI shows it: train's and gate's XCom, the Asset event's extra
+    acc = run.data.metrics["acc.task_0"]
+    (learned,) = returned(first, "train")
+    assert learned["mlflow_run_id"] == run.info.run_id and learned["new_task_acc"] == pytest.approx(acc)
+    assert events[0]["new_task_acc"] == learned["new_task_acc"] and events[0]["min_retention"] is None
+    line = f"learned task_0: new-task acc {acc:.3f}, no old task to retain"
+    assert events[0]["summary"] == line
+    (report,) = returned(first, "gate")
+    assert report["summary"] == f"{line}, gate: champion v{champion.version}"
+    assert (report["version"], report["mlflow_run_id"]) == (str(champion.version), run.info.run_id)
     assert champion.tags["checkpoint_sha256"] == events[0]["checkpoint_sha256"]
     # the run's resolved settings, logged once: the conf's floor wins, the threshold is the settings default
     resolved = mlc.get_run(run.info.run_id)
@@ -79,9 +89,9 @@ def test_two_tasks_tracked_registered_and_gated(small_training):
     assert state_name(second.state) == "failed"
     states = {ti.task_id: state_name(ti.state) for ti in second.get_task_instances()}
     assert states["train"] == "success" and states["register"] == "success" and states["gate"] == "failed"
-    assert asset_events("model_checkpoint", second.run_id)[0]["task_id"] == "task_1", (
-        "checkpoint Asset emitted despite the gate"
-    )
+    (event,) = asset_events("model_checkpoint", second.run_id)
+    assert event["task_id"] == "task_1", "checkpoint Asset emitted despite the gate"
+    assert event["min_retention"] < 0.8 and "min retention" in event["summary"]
     challenger = mlc.get_model_version_by_alias(settings.registered_model, "challenger")
     assert challenger.tags["task_id"] == "task_1" and challenger.tags["gate"] == "failed"
     assert mlc.get_model_version_by_alias(settings.registered_model, "champion").version == champion.version

@@ -64,8 +64,19 @@ def test_api_state_is_the_mlflow_state(seeded: dict[str, Any], plugin_module: An
     assert [r["task_id"] for r in hist] == ["task_0", "task_1", "task_2"]
 
 
+def test_view_answers_at_once_with_a_loading_state_then_fetches_its_content(plugin_module: Any) -> None:
+    def never() -> Any:
+        raise AssertionError("the shell must not read MLflow")
+
+    resp = TestClient(plugin_module.create_app(never, never, require_auth=False)).get("/view")
+    assert resp.status_code == 200
+    assert '<div id="ct-content" data-testid="loading" aria-busy="true">' in resp.text
+    assert "Loading the continual-learning state from MLflow" in resp.text
+    assert 'fetch("view/content"' in resp.text  # relative: /ct/view -> /ct/view/content
+
+
 def test_view_renders_heatmap_retention_and_aliases(seeded: dict[str, Any], plugin_module: Any) -> None:
-    html = _client_for(seeded, plugin_module).get("/ct/view").text
+    html = _client_for(seeded, plugin_module).get("/ct/view/content").text
     assert 'data-testid="heatmap"' in html
     # lower triangle filled, upper triangle grey "–"
     assert re.search(r'data-testid="cell-2-0" data-value="0.6000" style="background:rgb\(', html)
@@ -87,7 +98,7 @@ def test_view_of_an_empty_store(tracking_uri: str, plugin_module: Any) -> None:
         lambda: [],
         require_auth=False,
     )
-    html = TestClient(app).get("/view").text
+    html = TestClient(app).get("/view/content").text
     assert 'data-testid="heatmap-empty"' in html
     assert 'data-testid="retention-empty"' in html
     assert re.search(r'data-testid="champion"><h3>champion</h3><p class="empty">not set', html)
@@ -101,7 +112,8 @@ def test_mlflow_failure_is_a_503_with_the_reason(plugin_module: Any) -> None:
     resp = client.get("/api/state")
     assert resp.status_code == 503
     assert "store is down" in resp.json()["detail"]
-    page = client.get("/view")
+    assert client.get("/view").status_code == 200, "the shell never waits for MLflow"
+    page = client.get("/view/content")
     assert page.status_code == 503
     assert 'data-testid="error"' in page.text and "store is down" in page.text
     assert client.get("/api/history").status_code == 503
@@ -134,6 +146,7 @@ def test_routes_require_an_airflow_token(airflow_db: Any, ct_env: Any, plugin_mo
     client = TestClient(app)
     assert client.get("/ct/api/state").status_code == 401
     assert client.get("/ct/view").status_code == 401
+    assert client.get("/ct/view/content").status_code == 401
     token = auth_manager.generate_jwt(SimpleAuthManagerUser(username="viewer", role="viewer"))
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert client.get("/ct/api/state", headers={"Authorization": f"Bearer {forged}"}).status_code == 403
