@@ -43,11 +43,14 @@ airflow-db: venv ## create/migrate the SQLite Airflow metadata DB inside the pro
 	@mkdir -p $(AIRFLOW_HOME)
 	@airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -30 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 
-demo: venv airflow-db ## the main job: validate and learn every task through real Airflow DAG runs
-	@$(PY) -m include.airflow_glue.demo $(if $(DEMO_CONF),--conf '$(DEMO_CONF)')
+# VERBOSE=1: every Airflow and task log line on the terminal (else in var/logs/demo-<UTC time>.log, path printed)
+VERBOSE_FLAG = $(if $(filter-out 0,$(strip $(VERBOSE))),--verbose)
 
-learn-stream: venv airflow-db ## validate + learn any stream folder through the DAGs, own state (STREAM=<dir> [STATE=<dir>] [CONF='{"epochs": 5}'])
-	@$(PY) -m include.airflow_glue.learn_stream "$(STREAM)" $(if $(STATE),--state '$(STATE)') $(if $(CONF),--conf '$(CONF)')
+demo: venv airflow-db ## the main job: validate and learn every task through real Airflow DAG runs (VERBOSE=1: all logs here)
+	@$(PY) -m include.airflow_glue.demo $(if $(DEMO_CONF),--conf '$(DEMO_CONF)') $(VERBOSE_FLAG)
+
+learn-stream: venv airflow-db ## validate + learn any stream folder through the DAGs, own state (STREAM=<dir> [STATE=<dir>] [CONF='{"epochs": 5}'] [VERBOSE=1])
+	@$(PY) -m include.airflow_glue.learn_stream "$(STREAM)" $(if $(STATE),--state '$(STATE)') $(if $(CONF),--conf '$(CONF)') $(VERBOSE_FLAG)
 
 lint: venv ## ruff check + format check + the layer contracts (import-linter, pyproject.toml)
 	@$(VENV)/bin/ruff check .
@@ -57,7 +60,7 @@ lint: venv ## ruff check + format check + the layer contracts (import-linter, py
 test: venv system-deps lint ## set up and run the whole test suite
 	@$(VENV)/bin/pytest
 
-BENCHES := bench_continual bench_train_throughput bench_dag_parse bench_validation bench_backup bench_serving bench_plugin_view
+BENCHES := bench_continual bench_train_throughput bench_dag_parse bench_validation bench_backup bench_serving bench_demo bench_plugin_view
 
 bench: venv ## benchmarks that print numbers and write bench/results/*.json (quality and speed targets)
 	@mkdir -p bench/results

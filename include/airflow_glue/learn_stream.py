@@ -3,8 +3,9 @@
 A stream is a folder with ``manifest.json`` and its task CSVs (README, "Data"). It is landed into its own state
 (``var/streams/<folder name>/``, or ``--state``): landing zone, validated store, quarantine, checkpoints, logs and
 its own MLflow store, so it never mixes with the demo's stream. The stream folder itself is only read. Then it
-runs `data_validation` and one `continual_training` run per task (``dag.test()``, like `make demo`) and prints the
-accuracy matrix (`make status`). Running it again learns only the tasks not learned yet.
+runs `data_validation` and one `continual_training` run per task (``dag.test()``, like `make demo`: a line per
+step here, the Airflow and task logs in the state's ``logs/demo-<UTC time>.log``; ``--verbose`` prints them) and
+prints the accuracy matrix (`make status`). Running it again learns only the tasks not learned yet.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from include.airflow_glue import demo
+from include.airflow_glue.demo_console import DemoConsole
 from include.ops.settings import get_settings
 
 # every location derived from the var dir: unset, so none of them points into another stream's state
@@ -86,17 +88,20 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    demo.check_conf(parser, args.conf)  # after the env: the DAG file reads settings when it is parsed
     logging.basicConfig(level=logging.WARNING)
     settings = get_settings()
-    (settings.var_dir / "mlflow").mkdir(parents=True, exist_ok=True)
-    print(f"==> stream {settings.source_manifest} -> state {settings.var_dir}", flush=True)
-    code = demo.learn(settings, settings.source_manifest, args.conf)
-    print(
-        f"\n==> state of this stream: {settings.var_dir}\n"
-        f"    status again: CT_VAR_DIR={settings.var_dir} MLFLOW_TRACKING_URI={settings.mlflow_tracking_uri} "
-        "make status"
-    )
+    with DemoConsole(settings.log_dir, verbose=args.verbose) as console:  # the stream's own log dir
+        if console.log_path is not None:
+            console.say(f"==> Airflow and task logs: {console.log_path}  (VERBOSE=1 prints them here)")
+        demo.check_conf(parser, args.conf, console)  # after the env: the DAG file reads settings when parsed
+        (settings.var_dir / "mlflow").mkdir(parents=True, exist_ok=True)
+        console.say(f"==> stream {settings.source_manifest} -> state {settings.var_dir}")
+        code = demo.learn(settings, settings.source_manifest, args.conf, console)
+        console.say(
+            f"\n==> state of this stream: {settings.var_dir}\n"
+            f"    status again: CT_VAR_DIR={settings.var_dir} MLFLOW_TRACKING_URI={settings.mlflow_tracking_uri} "
+            "make status"
+        )
     return code
 
 

@@ -2,6 +2,7 @@
 
 Each line holds ``ts`` (UTC ISO-8601), ``level``, ``logger``, ``component``, ``message`` plus any JSON-able
 ``extra=`` fields. Values under secret-looking keys and bearer tokens inside messages are redacted.
+``JsonLogTail`` follows such a file from its current end (how `make demo` shows progress without task logs).
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ import json
 import logging
 import logging.handlers
 import re
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from include.ops.settings import get_settings
@@ -69,6 +73,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def log_file(component: str, log_dir: Path | None = None) -> Path:
+    """``<log_dir>/<component>.log``, the file ``configure_json_logging(component)`` writes (``log_dir``:
+    settings.log_dir by default)."""
+    return (Path(log_dir) if log_dir is not None else get_settings().log_dir).resolve() / f"{component}.log"
+
+
 def configure_json_logging(component: str, level: int = logging.INFO, log_dir: Path | None = None) -> Path:
     """Attach a JSON-lines file handler for ``component`` to the root logger (idempotent); return the file.
 
@@ -79,9 +89,8 @@ def configure_json_logging(component: str, level: int = logging.INFO, log_dir: P
         raise ValueError(
             f"component must be a non-empty name of letters, digits, '_', '.', '-': {component!r}"
         )
-    folder = Path(log_dir) if log_dir is not None else get_settings().log_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    path = (folder / f"{component}.log").resolve()
+    path = log_file(component, log_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     for handler in root.handlers:
         if getattr(handler, _HANDLER_ATTR, None) == str(path):
@@ -105,3 +114,61 @@ def remove_json_logging(component: str | None = None) -> None:
         if path is not None and (component is None or Path(path).name == f"{component}.log"):
             root.removeHandler(handler)
             handler.close()
+
+
+class JsonLogTail:
+    """Follow a JSON-lines log from its end at ``__enter__``: ``on_record(dict)`` for each line appended.
+
+    A thread polls every ``interval_s``; ``__exit__`` stops it and reads what is left, so every line written
+    inside the block is delivered once, in order, on the polling thread or (the last ones) the caller's.
+    A line that is not a JSON object is skipped; a file truncated or replaced meanwhile is read from its start.
+    """
+
+    def __init__(
+        self, path: Path, on_record: Callable[[dict[str, Any]], None], interval_s: float = 0.2
+    ) -> None:
+        self.path = Path(path)
+        self.on_record = on_record
+        self.interval_s = interval_s
+        self._offset = 0
+        self._partial = b""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> JsonLogTail:
+        self._offset = self.path.stat().st_size if self.path.is_file() else 0
+        self._thread = threading.Thread(target=self._run, name=f"tail-{self.path.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.poll()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.poll()
+
+    def poll(self) -> None:
+        """Deliver the complete lines appended since the last poll."""
+        try:
+            with self.path.open("rb") as fh:
+                if fh.seek(0, 2) < self._offset:  # truncated or replaced (log cleanup): start over
+                    self._offset, self._partial = 0, b""
+                fh.seek(self._offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        self._offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                self.on_record(record)

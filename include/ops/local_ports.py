@@ -21,10 +21,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+AIRFLOW_UI_PORT = 8080  # `make airflow-ui` takes it when free (mk/ui.mk: AIRFLOW_UI_PORT empty -> ~8080)
 
 
 class PortTaken(RuntimeError):
@@ -116,6 +117,21 @@ def mlflow_ui_port(url: str) -> int:
             "127.0.0.1: set MLFLOW_UI_PORT (make status and the Airflow view then link to it)"
         )
     return url_port(url)
+
+
+def airflow_ui_url(env: Mapping[str, str] | None = None) -> str:
+    """Where `make airflow-ui` would serve now: AIRFLOW_UI_HOST/AIRFLOW_UI_PORT as mk/ui.mk reads them.
+
+    The port is ``env["AIRFLOW_UI_PORT"]`` when set, else this module's AIRFLOW_UI_PORT when it is free, else
+    a free port; a wildcard host is reached on 127.0.0.1."""
+    env = os.environ if env is None else env
+    host = env.get("AIRFLOW_UI_HOST", "").strip() or "127.0.0.1"
+    spec = env.get("AIRFLOW_UI_PORT", "").strip() or f"~{AIRFLOW_UI_PORT}"
+    try:
+        port = str(free_ports([spec])[0])
+    except (PortTaken, ValueError):
+        port = spec.removeprefix("~")  # taken now: make airflow-ui will say so when it starts
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
 
 def _alive(pid: int) -> bool:

@@ -3,33 +3,45 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.dag_helpers import state_name
+from tests.paths import ROOT
 
 QUICK = {"epochs": 1, "max_samples_per_task": 64, "accuracy_floor": 0.0, "retention_threshold": 0.0}
 
 
+def run_demo(*args: str) -> subprocess.CompletedProcess:
+    """`make demo`'s command in its own interpreter (its terminal is the pipe), in the test's environment."""
+    argv = [sys.executable, "-m", "include.airflow_glue.demo", *args]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.integration
 def test_demo_learns_every_task_through_successful_dag_runs(
-    ct_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    ct_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A line per step on the terminal (under 120 for the whole demo), Airflow's task logs in the printed file."""
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from mlflow import MlflowClient
 
-    from include.airflow_glue import demo
     from include.ops.settings import get_settings
 
     monkeypatch.setenv("CT_GX_DATA_DOCS", "0")
     monkeypatch.delenv("CT_TRAIN_OVERRIDES", raising=False)
+    monkeypatch.setenv("CT_MLFLOW_UI_URL", "http://127.0.0.1:5123")  # the links follow the settings
+    monkeypatch.setenv("AIRFLOW_UI_PORT", "18123")
     started = datetime.now(UTC)
 
-    assert demo.main(["--conf", json.dumps(QUICK)]) == 0
+    demo = run_demo("--conf", json.dumps(QUICK), "--timings", str(ct_env / "timings.json"))
 
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     with create_session() as session:
         runs = (
             session.query(DagRun)
@@ -48,10 +60,52 @@ def test_demo_learns_every_task_through_successful_dag_runs(
     exp = client.get_experiment_by_name(settings.mlflow_experiment)
     learned = {r.data.tags["ct.task_id"] for r in client.search_runs([exp.experiment_id])}
     assert learned == {f"task_{k}" for k in range(5)}
-    out = capsys.readouterr().out
-    assert "Accuracy matrix" in out and "after task_4" in out and "demo finished" in out
-    # a second demo on the same state has nothing left to learn and still succeeds
-    assert demo.main(["--conf", json.dumps(QUICK)]) == 0
+
+    out = demo.stdout.splitlines()
+    assert len(out) + len(demo.stderr.splitlines()) < 120, demo.stdout + demo.stderr
+    assert demo.stderr == ""
+    logs = sorted(settings.log_dir.glob("demo-*.log"))
+    assert len(logs) == 1 and out[0].startswith(f"==> Airflow and task logs: {logs[0]}")
+    for k in range(5):
+        assert f"   task_{k}.csv validated as task_{k} (" in demo.stdout, "a line per validated file"
+        assert any(
+            line.startswith(f"   learned task_{k}: new-task acc ") and ", gate: champion v" in line
+            for line in out
+        )
+        assert any(line.startswith(f"   task_{k} loss ") and " 1/1 " in line for line in out), (
+            "epoch progress"
+        )
+    assert (
+        "Accuracy matrix" in demo.stdout and "after task_4" in demo.stdout and "demo finished" in demo.stdout
+    )
+    assert "on http://127.0.0.1:5123)" in demo.stdout and "on http://127.0.0.1:18123," in demo.stdout
+    assert f"Full log:       {logs[0]}" in demo.stdout
+    log = logs[0].read_text()
+    for airflow_line in (
+        "[DAG TEST] starting task_id=validate",
+        "[DAG TEST] starting task_id=train",
+        "Pushing xcom",
+    ):
+        assert airflow_line in log and airflow_line not in demo.stdout, "the task logs are in the file only"
+    assert "new batch(es): ['task_0.csv'" in log, "a task's own print reaches the file"
+
+    timings = json.loads((ct_env / "timings.json").read_text())
+    assert [(s["step"], s.get("task_id")) for s in timings["steps"]] == [
+        ("prepare", None),
+        ("validate", None),
+        *[("train", f"task_{k}") for k in range(5)],
+        ("status", None),
+    ]
+    assert (
+        timings["exit_code"] == 0 and sum(s["seconds"] for s in timings["steps"]) <= timings["total_seconds"]
+    )
+
+    # a second demo on the same state has nothing left to learn and still succeeds; --verbose prints the logs
+    again = run_demo("--conf", json.dumps(QUICK), "--verbose")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "[DAG TEST] starting task_id=find_new_batches" in again.stdout + again.stderr
+    assert "demo finished" in again.stdout and "Full log" not in again.stdout
+    assert sorted(settings.log_dir.glob("demo-*.log")) == logs, "verbose writes no log file"
 
 
 @pytest.mark.parametrize(

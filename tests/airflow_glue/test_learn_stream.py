@@ -13,7 +13,7 @@ QUICK = {"epochs": 1, "max_samples_per_task": 32, "accuracy_floor": 0.0, "retent
 
 @pytest.mark.integration
 def test_a_one_class_per_task_stream_is_learned_in_its_own_state(
-    ct_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    ct_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
 ) -> None:
     from mlflow import MlflowClient
 
@@ -49,8 +49,12 @@ def test_a_one_class_per_task_stream_is_learned_in_its_own_state(
         "task_0",
         "task_1",
     }
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out  # the demo's lines go to fd 1 itself (include/airflow_glue/demo_console.py)
     assert "Accuracy matrix" in out and "after task_1" in out and str(state) in out
+    logs = list((state / "logs").glob("demo-*.log"))
+    assert len(logs) == 1 and f"==> Airflow and task logs: {logs[0]}" in out, (
+        "the log is in the stream's state"
+    )
     assert {p.name for p in stream.iterdir()} == set(before), "the stream folder is only read"
     assert all(p.read_bytes() == before[p.name] for p in stream.iterdir())
     assert not demo_settings.validated_dir.exists(), "the demo's state is untouched"
