@@ -28,7 +28,9 @@ each learned task's metrics and MLflow run id; the `model_checkpoint` event (Ass
 new-task accuracy, min/mean retention, MLflow run id and the checkpoint (the version is assigned after it).
 
 **Params**: `task_id` (null = automatic), `strategy`, `scenario`, `epochs`, `max_samples_per_task`,
-`retention_threshold`, `accuracy_floor`, `require_approval`. Precedence, resolved once per run by `plan` and logged to MLflow
+`retention_threshold`, `accuracy_floor`, `require_approval`. A stream keeps the `strategy` and `scenario` of its
+first task: left empty they are the stream's own (a new stream takes the default), another value is refused (the
+run fails without retry, naming both). Precedence, resolved once per run by `plan` and logged to MLflow
 (`run_settings.json` on every learned run): a param the trigger conf sets > an operator override
 (`POST /api/config/*`) > the environment (`CT_RETENTION_THRESHOLD`, `CT_ACCURACY_FLOOR`, `CT_TRAIN_OVERRIDES`)
 > the default. The training task runs on `CT_TRAINING_QUEUE` / `CT_TRAINING_EXECUTOR`, in-process or in a GPU
@@ -75,7 +77,9 @@ from include.airflow_glue.assets import CHECKPOINT, VALIDATED_BATCH
 from include.airflow_glue.deadlines import training_deadline
 from include.ops.settings import ACCURACY_FLOOR, RETENTION_THRESHOLD, get_settings
 from include.ops.training import training_route
-from model.config import TASK_ID_PATTERN
+from model.config import TASK_ID_PATTERN, TrainConfig
+
+DEFAULT_TRAIN = TrainConfig()  # a new stream's strategy and scenario (the Params' descriptions)
 
 SETTINGS = get_settings()  # parse time: routing and backend are task attributes (validated settings)
 TRAINING_ROUTE = training_route(SETTINGS)  # queue / executor of the training task, only those set
@@ -100,17 +104,20 @@ TRAINING_ROUTE = training_route(SETTINGS)  # queue / executor of the training ta
             pattern=TASK_ID_PATTERN,  # the landing manifest schema holds task ids to the same pattern
         ),
         "strategy": Param(
-            "replay",
-            type="string",
-            enum=["naive", "replay", "lwf", "ewc", "analytic"],
+            None,
+            type=["null", "string"],
+            enum=[None, "naive", "replay", "lwf", "ewc", "analytic"],
             description="Continual-learning strategy: naive, replay, lwf, ewc or analytic (replay keeps a "
-            "fixed, class-balanced exemplar budget; analytic solves a closed-form head, no exemplars).",
+            "fixed, class-balanced exemplar budget; analytic solves a closed-form head, no exemplars). Empty: "
+            f"the stream's own, fixed at its first task (a new stream: {DEFAULT_TRAIN.strategy}); another value "
+            "than the stream's is refused.",
         ),
         "scenario": Param(
-            "class_incremental",
-            type="string",
-            enum=["class_incremental", "task_incremental"],
-            description="class_incremental (one head, no task id at test) or task_incremental (task id given).",
+            None,
+            type=["null", "string"],
+            enum=[None, "class_incremental", "task_incremental"],
+            description="class_incremental (one head, no task id at test) or task_incremental (task id given). "
+            f"Empty: the stream's own (a new stream: {DEFAULT_TRAIN.scenario}); another value is refused.",
         ),
         "epochs": Param(
             None,
@@ -159,11 +166,11 @@ def continual_training():
         from include.ops.training_recovery import pending_registrations
 
         settings = get_settings()
-        run = resolve_run_settings(params, settings)
         event_tasks = []
         for events in (triggering_asset_events or {}).values():
             event_tasks += [e.extra["task_id"] for e in events if (e.extra or {}).get("task_id")]
         with fail_on_refusal():
+            run = resolve_run_settings(params, settings)  # refused: another strategy than the stream's
             try:
                 tasks = plan_tasks(settings, params.get("task_id"), event_tasks)
             except AlreadyLearned as exc:  # asking for a learned task again is a no-op, not an error
@@ -212,14 +219,16 @@ def continual_training():
     def gate(decisions: list[dict] | None, approved: dict | None = None) -> list[dict]:
         """Log what was learned and the gate's decision, one line per task; fail when a version did not earn
         `champion` (nor an operator's approval). Returns the decisions with their line (XCom)."""
+        import logging
+
         from include.ops.run_report import summary_line
 
         if decisions is None:
             raise AirflowSkipException("nothing was registered")
         ok = {r["version"] for r in (approved or {}).get("versions", [])}
         reports = [{**d, "summary": summary_line(d, approved=d["version"] in ok)} for d in decisions]
-        for report in reports:
-            print(report["summary"])
+        for report in reports:  # logged, not printed: a task's stdout reaches its log only at the end
+            logging.getLogger("continual_training").info(report["summary"])
         failed = [d for d in decisions if not d["passed"] and d["version"] not in ok]
         if failed:
             raise RuntimeError(

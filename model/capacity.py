@@ -1,4 +1,5 @@
-"""A stream's capacity: the classes of the model's one head and its parameter budget, fixed once per stream.
+"""A stream's capacity: the classes of the model's one head and its parameter budget, fixed once per stream;
+and its method (strategy, scenario), fixed at its first learned task (``read_stream_method``).
 
 Recorded under ``"capacity"`` in the learner state (``state_dir/learner_state.json``) when the first manifest
 of the stream is validated (``include/ops/task_manifest.py`` ``record_stream_capacity``); the learner writes it
@@ -17,6 +18,7 @@ from model.fsio import atomic_write_json, file_lock, read_json
 
 STATE_FILENAME = "learner_state.json"
 CAPACITY_KEY = "capacity"
+METHOD_KEYS = ("strategy", "scenario")  # TrainConfig fields a stream keeps from its first task on
 LOCK_NAME = ".capacity.lock"
 
 
@@ -65,6 +67,29 @@ def read_capacity(state_dir: Path) -> StreamCapacity | None:
         except CheckpointError:
             continue
         return StreamCapacity.from_dict({"param_budget": None, **saved}, path)
+    return None
+
+
+def read_stream_method(state_dir: Path) -> dict[str, str] | None:
+    """The strategy and scenario the stream in ``state_dir`` was learned with since its first task.
+
+    From the learner state, else the newest verified checkpoint's ``train_config``; None before its first task.
+    """
+    state = read_json(Path(state_dir) / STATE_FILENAME, {})
+    if isinstance(state, dict) and all(isinstance(state.get(k), str) for k in METHOD_KEYS):
+        return {k: state[k] for k in METHOD_KEYS}
+    checkpoint_dir = Path(state_dir) / "checkpoints"
+    if not any(checkpoint_dir.glob("task_*.pt")):
+        return None
+    from model.checkpoint import CheckpointError, load_checkpoint  # torch: only for states without a record
+    from model.learner import list_checkpoints
+
+    for _, path in list_checkpoints(checkpoint_dir):
+        try:
+            saved = load_checkpoint(path)["train_config"]
+        except (CheckpointError, KeyError):
+            continue
+        return {k: str(saved[k]) for k in METHOD_KEYS if k in saved} or None
     return None
 
 

@@ -7,6 +7,10 @@ Precedence, highest first (the one documented order, see ``include/ops/settings.
 3. ``env``: the environment (``CT_RETENTION_THRESHOLD``, ``CT_ACCURACY_FLOOR``, ``CT_TRAIN_OVERRIDES``);
 4. ``default``: ``include.ops.settings`` for the thresholds, ``model.config.TrainConfig`` for training.
 
+A stream's ``strategy`` and ``scenario`` are fixed at its first learned task (``model.capacity.
+read_stream_method``): left to the default, they are the stream's own (source ``stream``), so a new default applies
+to new streams only; set to another value by any layer above, the run is refused (:class:`StreamMethodMismatch`).
+
 The DAG resolves this once per run (in ``plan``) and every later task reads the result from XCom, so the
 container, the in-process worker and the gate see the same values; ``register_and_gate`` logs it to MLflow.
 """
@@ -17,12 +21,14 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
 from include.ops import runtime_config
+from include.ops.errors import Refusal
 from include.ops.settings import Settings
 
-Source = Literal["param", "override", "env", "default"]
+Source = Literal["param", "override", "env", "stream", "default"]
 GATE_KEYS = ("retention_threshold", "accuracy_floor")
 TRAIN_OVERRIDES_ENV = "CT_TRAIN_OVERRIDES"
 
@@ -86,11 +92,37 @@ def _train_layers(params: Mapping[str, Any] | None) -> tuple[dict[str, Any], dic
     return merged, sources
 
 
-def resolve_train_config(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """TrainConfig defaults <- env ``CT_TRAIN_OVERRIDES`` <- operator overrides <- params; validated."""
+class StreamMethodMismatch(Refusal):
+    """A run asks for a strategy or scenario other than the one its stream has been learned with."""
+
+
+def _keep_stream_method(merged: dict[str, Any], sources: dict[str, Source], state_dir: Path | None) -> None:
+    """The stream's own strategy/scenario where no layer set one; StreamMethodMismatch where one differs."""
+    from model.capacity import read_stream_method
+
+    recorded = read_stream_method(state_dir) if state_dir is not None else None
+    for key, value in (recorded or {}).items():
+        if key not in sources:
+            merged[key], sources[key] = value, "stream"
+        elif merged[key] != value:
+            raise StreamMethodMismatch(
+                f"{key} {merged[key]!r} (from {sources[key]}) differs from {value!r}, the {key} the stream in "
+                f"{state_dir} has been learned with since its first task; a stream keeps its {key}: leave "
+                f"{key} empty, or learn the stream again into a new state (make learn-stream STATE=...)"
+            )
+
+
+def resolve_train_config(
+    params: Mapping[str, Any] | None = None, state_dir: Path | None = None
+) -> dict[str, Any]:
+    """TrainConfig defaults <- env ``CT_TRAIN_OVERRIDES`` <- operator overrides <- params; validated.
+
+    With ``state_dir``, the stream's strategy and scenario are kept (StreamMethodMismatch when asked to change).
+    """
     from model.config import TrainConfig
 
-    merged, _ = _train_layers(params)
+    merged, sources = _train_layers(params)
+    _keep_stream_method(merged, sources, state_dir)
     return TrainConfig.from_dict(merged).to_dict()
 
 
@@ -105,11 +137,15 @@ def _gate_value(
 
 
 def resolve_run_settings(params: Mapping[str, Any] | None, settings: Settings) -> RunSettings:
-    """The effective settings of one run (see the module docstring for the order); ValueError when invalid."""
+    """The effective settings of one run (see the module docstring for the order); ValueError when invalid.
+
+    StreamMethodMismatch (a Refusal) when it asks for another strategy or scenario than the stream's.
+    """
     from model.config import TrainConfig
 
     params = params or {}
     merged, train_sources = _train_layers(params)
+    _keep_stream_method(merged, train_sources, settings.state_dir)
     train_config = TrainConfig.from_dict(merged).to_dict()
     sources: dict[str, Source] = {f"train.{k}": train_sources.get(k, "default") for k in sorted(train_config)}
     gate_overrides = runtime_config.load_gate_overrides()

@@ -51,10 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         overrides, ignored = parse_train_config(args.train_config)
-        train_cfg = resolve_train_config(overrides)
+        train_cfg = resolve_train_config(overrides, get_settings().state_dir)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Refusal as exc:  # another strategy than the stream's: never retried
+        print(f"refused: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return REFUSED_EXIT
     if ignored:
         print(f"ignoring keys that are not TrainConfig fields: {ignored}", file=sys.stderr)
 
