@@ -1,15 +1,23 @@
 """Airflow seen from the user's seat: sign in, read the DAGs' docs, trigger training from the form (a bad
-value is refused, a good one trains task_0), and read the result in the continual-learning view."""
+value is refused, a good one trains task_0), read what the run learned in the gate task's log, its XCom and
+the checkpoint Asset event, and read the result in the continual-learning view (its loading state first)."""
 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.integration.browser.browser_support import LEARN_CONF, RUN_TIMEOUT_S, LearnedRuns, login
+from tests.integration.browser.browser_support import (
+    LEARN_CONF,
+    RUN_TIMEOUT_S,
+    UI_TIMEOUT_MS,
+    LearnedRuns,
+    login,
+)
 from tests.integration.browser.harness import AirflowStack, Project
 from tests.paths import ROOT
 
@@ -131,6 +139,41 @@ def test_trigger_form_trains_task_0_and_the_run_succeeds(
     }
 
 
+def test_the_run_says_what_it_learned_in_log_xcom_and_asset_event(
+    page: Any, airflow: AirflowStack, project: Project, learned_run: dict[str, Any], shot: Any
+) -> None:
+    from mlflow import MlflowClient
+
+    run_id = learned_run["dag_run_id"]
+    mlrun = _mlflow_run_of(project, run_id)
+    champion = MlflowClient(tracking_uri=project.tracking_uri).get_model_version_by_alias(
+        "continual-tiny-transformer", "champion"
+    )
+    learned = f"learned task_0: new-task acc {mlrun.data.metrics['acc.task_0']:.3f}, no old task to retain"
+    line = f"{learned}, gate: champion v{champion.version}"
+    tasks = f"{airflow.url}/dags/continual_training/runs/{run_id}/tasks"
+
+    page.goto(f"{tasks}/gate")  # the task's page opens on its log; the line is its own INFO record
+    expect(page.get_by_text(re.compile(rf"INFO - {re.escape(line)}")).first).to_be_visible()
+    shot(page, "airflow-08-gate-log-summary")
+
+    page.goto(f"{tasks}/gate/xcom")
+    page.get_by_role("button", name="Expand all extra JSON").click()  # the value opens collapsed
+    expect(page.get_by_text(line).first).to_be_visible()
+    shot(page, "airflow-09-gate-xcom-summary")
+    xcom = airflow.get(f"{DAG_RUNS}/{run_id}/taskInstances/train/xcomEntries/return_value")["value"]
+    assert xcom[0]["task_id"] == "task_0" and xcom[0]["mlflow_run_id"] == mlrun.info.run_id, xcom
+
+    (asset,) = airflow.get("/api/v2/assets?name_pattern=model_checkpoint")["assets"]
+    events = airflow.get(f"/api/v2/assets/events?asset_id={asset['id']}&limit=100")["asset_events"]
+    (event,) = [e for e in events if e["source_run_id"] == run_id]
+    assert event["extra"]["summary"] == learned and event["extra"]["mlflow_run_id"] == mlrun.info.run_id
+    page.goto(f"{airflow.url}/assets/{asset['id']}")
+    page.locator(".codicon-folding-collapsed").first.click()  # the event's extra opens folded
+    expect(page.get_by_text(learned).first).to_be_visible()
+    shot(page, "airflow-10-checkpoint-asset-event")
+
+
 def test_continual_learning_view_shows_that_run(
     page: Any, browser: Any, airflow: AirflowStack, project: Project, learned_run: dict[str, Any], shot: Any
 ) -> None:
@@ -144,10 +187,22 @@ def test_continual_learning_view_shows_that_run(
     )
     run_url = f"{project.mlflow_url}/#/experiments/{mlrun.info.experiment_id}/runs/{mlrun.info.run_id}"
 
+    held: list[Any] = []  # the view's content request, held until the loading state was seen
+    page.route("**/ct/view/content", lambda route: held.append(route))
     page.goto(f"{airflow.url}/dags")
     page.get_by_role("link", name="Continual learning").click()
     page.wait_for_url("**/plugin/continual-learning")
     view = page.frame_locator("iframe[title='Continual learning']")
+    expect(view.locator("[data-testid=loading]")).to_contain_text("Loading the continual-learning state")
+    shot(page, "airflow-07a-continual-learning-loading")
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    while not held and time.monotonic() < deadline:  # the shell's fetch reaches the route
+        page.wait_for_timeout(50)
+    assert held, "the view's shell never fetched its content"
+    held[0].continue_()
+    page.unroute("**/ct/view/content")
+    expect(view.locator("[data-testid=content]")).to_be_visible()
+    expect(view.locator("[data-testid=loading]")).to_have_count(0)
     cell = view.locator("[data-testid=cell-0-0]")
     expect(cell).to_have_attribute("data-value", f"{acc:.4f}")
     expect(cell).to_have_text(f"{acc:.2f}")
