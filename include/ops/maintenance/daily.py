@@ -45,7 +45,8 @@ RUNBOOK_PATTERNS = (
     LogPattern("cuda_oom", r"CUDA out of memory", FAIL),
     LogPattern("slow_inference", r"slow.*inference", WARN),
     LogPattern("loss_diverged", r"loss.*diverged", FAIL),
-    LogPattern("memory_leak_oom", r"memory|leak|oom", WARN, ignore_case=True),
+    # the runbook's grep -i "memory\|leak\|oom", as words: a setting such as pin_memory is no finding
+    LogPattern("memory_leak_oom", r"\b(memory|leak|oom)\b", WARN, ignore_case=True),
 )
 
 

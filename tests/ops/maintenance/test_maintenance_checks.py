@@ -32,6 +32,7 @@ def test_log_review_counts_samples_and_honours_the_window(tmp_path: Path):
         rec("loss diverged: nan at task 'task_2' epoch 0 step 0", "ERROR", "model.training"),
         rec("loss diverged: nan at task 'task_1'", "ERROR", "model.training", age_h=48),  # outside the window
         rec("learned task task_0", "INFO", "model.training"),
+        rec("run settings: {'pin_memory': False, 'loom': 1}", "INFO", "model.training"),  # words only
     ])  # fmt: skip
     jsonl(logs / "app.log", [rec("slow inference: 812.0 ms for 1 image(s)", "WARNING") for _ in range(7)])
     (logs / "worker.log").write_text("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
