@@ -3,7 +3,8 @@
 
 Gates continual training on data quality. When a file lands (an `AssetWatcher` on the `landed_task_file` Asset:
 the triggerer watches `CT_LANDING_DIR`, never moving what it sees, or reads S3 event notifications from the SQS
-queue `CT_LANDING_SQS_QUEUE_URL`), every 10 minutes as the fallback, and when triggered it looks at the
+queue `CT_LANDING_SQS_QUEUE_URL`), and on the poll `CT_VALIDATION_POLL_CRON` (every 10 minutes) as the fallback
+(`CT_LANDING_WATCH=false`: the poll alone), and when triggered it looks at the
 **landing zone**
 (`CT_LANDING_DIR`, default `var/landing`; the S3 prefix `CT_LANDING_S3_URI` when an Airflow connection `s3`
 exists), and validates each new task batch on its own (one mapped `validate` task per file):
@@ -47,9 +48,14 @@ from include.airflow_glue.assets import VALIDATED_BATCH
 from include.airflow_glue.landing_trigger import landed_file_asset
 from include.ops.settings import get_settings
 
-# a landed file starts a run within seconds (the triggerer's AssetWatcher); the 10-minute poll stays as fallback
-SCHEDULE = AssetOrTimeSchedule(
-    timetable=CronTriggerTimetable("*/10 * * * *", timezone="UTC"), assets=[landed_file_asset(get_settings())]
+# a landed file starts a run within seconds (the triggerer's AssetWatcher); the poll (CT_VALIDATION_POLL_CRON,
+# every 10 minutes) stays as the fallback, and is the only trigger with CT_LANDING_WATCH=false
+_SETTINGS = get_settings()
+_POLL = CronTriggerTimetable(_SETTINGS.validation_poll_cron, timezone="UTC")
+SCHEDULE = (
+    AssetOrTimeSchedule(timetable=_POLL, assets=[landed_file_asset(_SETTINGS)])
+    if _SETTINGS.landing_watch
+    else _POLL
 )
 
 

@@ -202,7 +202,9 @@ class Settings(BaseSettings):
     landing_s3_conn_id: str = Field("s3", validation_alias="CT_S3_CONN_ID")  # its existence selects S3
     # event-driven ingestion (include/airflow_glue/landing_trigger.py): the triggerer's scan of the local
     # landing folder; with a queue URL, S3 event notifications through that SQS queue instead
+    landing_watch: bool = Field(True, validation_alias="CT_LANDING_WATCH")  # false: the poll alone
     landing_watch_interval_s: float = Field(2.0, gt=0, validation_alias="CT_LANDING_WATCH_INTERVAL_S")
+    validation_poll_cron: str = Field("*/10 * * * *", validation_alias="CT_VALIDATION_POLL_CRON")  # fallback
     landing_sqs_queue_url: str | None = Field(None, validation_alias="CT_LANDING_SQS_QUEUE_URL")
     # human approval of a promotion (include/ops/approval.py): off = a failed gate fails the run (dag.test,
     # CI, the demo); on = a failed gate waits for a decision in the Airflow UI; always = every promotion waits

@@ -180,3 +180,19 @@ def test_data_validation_runs_on_the_watcher_or_the_poll(ct_env: Path, monkeypat
         assert isinstance(watcher.trigger, LandingFolderTrigger)
         assert watcher.trigger.directory == str(ct_env / "landing")
         assert watcher.trigger.seen_path == str(ct_env / "state" / "landing_seen.json")
+
+
+def test_without_the_watcher_data_validation_runs_on_the_poll_alone(ct_env: Path, monkeypatch):
+    """``CT_LANDING_WATCH=false`` (the e2e bench's poll-only comparison): the cron of CT_VALIDATION_POLL_CRON only."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    from tests.paths import ROOT
+
+    monkeypatch.setenv("CT_LANDING_WATCH", "false")
+    monkeypatch.setenv("CT_VALIDATION_POLL_CRON", "* * * * *")
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "data_validation.py"))
+    assert not bag.import_errors
+    timetable = bag.dags["data_validation"].timetable
+    assert not isinstance(timetable, AssetOrTimeSchedule)
+    assert isinstance(timetable, CronTriggerTimetable) and timetable.expression == "* * * * *"
