@@ -31,6 +31,7 @@ pytest_plugins = [
     "tests.ops.maintenance.maintenance_support",
     "tests.integration.deploy.deploy_support",
     "tests.integration.browser.browser_support",
+    "tests.airflow_glue.demo_support",
 ]
 
 
