@@ -3,14 +3,14 @@
 Streams (``STREAMS``, written by ``model.data.write_digit_stream``): Split-Digits in its order; the same digits
 paired {0,5},{1,6},{2,7},{3,8},{4,9} with another split seed; and the same digits as 3 tasks {0,1,2,3},{4,5,6},
 {7,8,9}. Split-Digits runs every strategy in both scenarios; the other streams run class-incremental joint,
-naive and the default strategy (``plan``): 48 runs in all. Budget: one replay run (the dearest strategy: 3x the
+naive, the default strategy and analytic (``plan``): 54 runs in all. Budget: one replay run (the dearest strategy: 3x the
 rows per step plus balanced fine-tuning) took 67 s on one torch thread on a busy 2-core host; the others cost about
 a third of it, so the bench needs about 15 minutes with its 2 worker processes, within the 30-minute budget.
 ``--streams``, ``--strategies`` and ``--scenarios`` narrow a run (e.g. one stream for the default strategy).
 Issue 15 adds (``bench/continual_orders.py``): the ``analytic`` strategy in both scenarios (about 25 s a run on
 one thread: 5 closed-form solves of 2001 features per task, no SGD), ``replay20`` (replay with 20 exemplars in
 total) on Split-Digits, and Split-Digits under 4 more class orders for joint, analytic and replay, reported with
-order 0 as one ``split_digits_5_orders`` row per strategy (15 runs: mean, 95% interval, per-order means): 93
+order 0 as one ``split_digits_5_orders`` row per strategy (15 runs: mean, 95% interval, per-order means): 99
 runs in all, about 30 minutes with 2 workers, within the 40-minute budget.
 
 Writes bench/results/continual.json (one row per stream x scenario x strategy, metrics averaged over seeds:
@@ -108,8 +108,10 @@ def plan(streams: list[str], strategies: list[str] | None, scenarios: list[str] 
         elif order_of(stream) is not None:
             combos += [(stream, "class_incremental", st) for st in ORDER_STRATEGIES]
         else:
-            default = TrainConfig().strategy
-            combos += [(stream, "class_incremental", st) for st in dict.fromkeys(("joint", "naive", default))]
+            default = TrainConfig().strategy  # and analytic: issue 15 reports it on every stream
+            combos += [
+                (stream, "class_incremental", st) for st in dict.fromkeys(("joint", "naive", default, "analytic"))
+            ]
     return [
         c for c in combos if (not strategies or c[2] in strategies) and (not scenarios or c[1] in scenarios)
     ]

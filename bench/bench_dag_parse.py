@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     pycache = Path(tempfile.mkdtemp(prefix="dag_parse_pycache_"))
     for path in sorted((ROOT / "dags").glob("*.py")):
-        parse_once(path, pycache)  # warm-up: fills the bytecode cache, not timed
+        if not args.quick:
+            parse_once(path, pycache)  # warm-up: fills the bytecode cache, not timed
         samples = [parse_once(path, pycache) for _ in range(repeats)]
         rows.append(
             {
