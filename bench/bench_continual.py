@@ -110,7 +110,8 @@ def plan(streams: list[str], strategies: list[str] | None, scenarios: list[str] 
         else:
             default = TrainConfig().strategy  # and analytic: issue 15 reports it on every stream
             combos += [
-                (stream, "class_incremental", st) for st in dict.fromkeys(("joint", "naive", default, "analytic"))
+                (stream, "class_incremental", st)
+                for st in dict.fromkeys(("joint", "naive", default, "analytic"))
             ]
     return [
         c for c in combos if (not strategies or c[2] in strategies) and (not scenarios or c[1] in scenarios)
