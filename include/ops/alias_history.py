@@ -216,10 +216,12 @@ def record_gate_move(
     version: str,
     result: dict[str, Any],
     reasons: list[str],
+    held: bool = False,
 ) -> AliasMove | None:
     """Record a gate's alias move (``champion``: promotion, else challenger) and, for a champion, the local
     champion record (its ``history_seq`` names the entry). No move (a retry re-gating the alias's version):
-    no entry, the champion record rewritten from the entry that made it champion; None."""
+    no entry, the champion record rewritten from the entry that made it champion; None. ``held``: the gate
+    passed but the version waits for an approval as challenger (``CT_PROMOTION_APPROVAL=always``)."""
     passed = alias == CHAMPION
     if from_version == version:
         if passed:
@@ -237,7 +239,11 @@ def record_gate_move(
         "avg_acc": result.get("avg_acc"),
         "new_task_acc": (result.get("accuracies") or {}).get(result.get("task_id")),
     }
-    reason = f"gate passed for {result.get('task_id')}" if passed else "gate failed: " + "; ".join(reasons)
+    task = result.get("task_id")
+    if held:
+        reason = f"gate passed for {task}, held for approval"
+    else:
+        reason = f"gate passed for {task}" if passed else "gate failed: " + "; ".join(reasons)
     entry = append_move(
         settings, alias, from_version, version, "promotion" if passed else "challenger", reason,
         dag_id=dag_id, dag_run_id=dag_run_id, metrics=metrics, checkpoint_sha256=result.get("checkpoint_sha256"),

@@ -393,9 +393,7 @@ def apply_gate(
     # one history entry per move (a retry re-gating the same version adds none); a champion also writes the
     # serving fallback's local record (include/ops/champion_record.py). Written after the version's tags: the
     # history tag it appends is what tells cached readers (include/ops/cl_state.py) the gate is complete
-    alias_history.record_gate_move(
-        settings, alias, before, str(version), result, ["passed, held for approval"] if held else reasons
-    )
+    alias_history.record_gate_move(settings, alias, before, str(version), result, reasons, held=held)
     log.info("gate for %s v%s: %s %s", result["task_id"], version, alias, reasons)
     from include.ops.run_report import learned_fields
 

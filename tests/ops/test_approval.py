@@ -122,6 +122,11 @@ def test_always_mode_holds_a_passing_version_as_challenger(ct_env: Path):
     held = tracking.apply_gate(settings.replace(promotion_approval="always"), "2", results[1], 0.8, 0.9)
     assert (held.passed, held.alias, champion(settings, mlc)) == (True, "challenger", "1")
     assert approval.pending_versions([held.to_dict()], "always") == [held.to_dict()]
+    from include.ops import alias_history
+
+    entry = alias_history.read_history(settings)[-1]  # the history says why it waits, not "gate failed"
+    assert (entry.alias, entry.to_version) == ("challenger", "2")
+    assert entry.reason == f"gate passed for {results[1]['task_id']}, held for approval"
 
 
 def test_an_approved_version_with_a_tampered_checkpoint_is_not_promoted(ct_env: Path):
