@@ -224,8 +224,14 @@ def record_gate_move(
     passed but the version waits for an approval as challenger (``CT_PROMOTION_APPROVAL=always``)."""
     passed = alias == CHAMPION
     if from_version == version:
+        history = [e for e in read_history(settings) if e.alias == alias]
+        if not history or history[-1].to_version != version:
+            # the alias already points here but no entry says so: an earlier try moved it and died before its
+            # entry was written; record that move now, from the version the history last gave the alias
+            from_version = history[-1].to_version if history else None
+            return _record_new_move(settings, alias, from_version, version, result, reasons, held)
         if passed:
-            made = [e for e in read_history(settings) if e.alias == CHAMPION and e.to_version == version]
+            made = [e for e in history if e.to_version == version]
             from include.ops.champion_record import write_champion_record
 
             write_champion_record(
@@ -233,6 +239,19 @@ def record_gate_move(
                 history_seq=made[-1].seq if made else None,
             )  # fmt: skip
         return None
+    return _record_new_move(settings, alias, from_version, version, result, reasons, held)
+
+
+def _record_new_move(
+    settings: Settings,
+    alias: str,
+    from_version: str | None,
+    version: str,
+    result: dict[str, Any],
+    reasons: list[str],
+    held: bool,
+) -> AliasMove:
+    passed = alias == CHAMPION
     dag_id, dag_run_id = run_identity(settings, result.get("mlflow_run_id"))
     metrics = {
         "mean_retention": result.get("mean_retention"),

@@ -36,6 +36,26 @@ def test_every_gate_move_is_one_sequenced_entry_in_the_registry_and_the_mirror(c
     assert (record.version, record.history_seq) == ("2", 2)
 
 
+def test_a_retry_after_the_alias_moved_but_before_its_entry_records_the_move(ct_env: Path):
+    """A gate that died between moving the alias and appending its entry: the retry finds the alias already on
+    the version and writes the missing entry (from the version the history last gave it), once."""
+    from include.ops import alias_history
+    from include.ops.champion_record import read_champion_record
+
+    settings, mlc, results = _registry(ct_env)
+    _gate(settings, results[0])
+    mlc.set_registered_model_alias(settings.registered_model, "champion", "2")  # the move; then the crash
+    _gate(settings, results[1])  # the retry
+    _gate(settings, results[1])  # and a second retry adds nothing
+    history = alias_history.read_history(settings)
+    assert [(e.alias, e.from_version, e.to_version, e.kind) for e in history] == [
+        ("champion", None, "1", "promotion"),
+        ("champion", "1", "2", "promotion"),
+    ]
+    record = read_champion_record(settings)
+    assert (record.version, record.history_seq) == ("2", 2)
+
+
 def test_an_append_never_rewrites_an_entry_and_every_value_fits_the_tag_column(ct_env: Path):
     from include.ops import alias_history
 
