@@ -177,7 +177,7 @@ def cached_read(key: tuple, client: Any, experiment: str, model_name: str, read:
 
 
 def clear_cache() -> None:
-    """Forget every cached read (a restore swapped the store; tests)."""
+    """Forget every cached read (benchmarks and tests; a changed store is noticed by its fingerprint)."""
     with _CACHE_LOCK:
         _CACHE.clear()
 
