@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from include.ops.tracking import finite, min_retention
+from include.ops.tracking import CHAMPION, finite, min_retention
 
 # the checkpoint Asset event's extra: where the checkpoint is, and what the run learned into it
 CHECKPOINT_EXTRA = (
@@ -59,4 +59,6 @@ def summary_line(report: Mapping[str, Any], approved: bool = False) -> str:
     if approved:
         return f"{line}, gate: champion v{report['version']} (approved)"
     reasons = "; ".join(report.get("reasons") or [])
+    if report.get("passed") and report.get("alias") != CHAMPION:  # CT_PROMOTION_APPROVAL=always
+        reasons = "passed, held for approval"
     return f"{line}, gate: {report['alias']} v{report['version']}" + (f" ({reasons})" if reasons else "")

@@ -40,6 +40,11 @@ def test_summary_line_of_a_champion_a_failed_gate_an_approval_and_the_first_task
     failed = {**champion, "alias": "challenger", "passed": False, "reasons": ["min retention 0.7000 < 0.8"]}
     assert summary_line(failed).endswith("gate: challenger v3 (min retention 0.7000 < 0.8)")
     assert summary_line(failed, approved=True).endswith("gate: champion v3 (approved)")
+    held = {
+        **champion,
+        "alias": "challenger",
+    }  # passed, waiting for an operator (CT_PROMOTION_APPROVAL=always)
+    assert summary_line(held).endswith("gate: challenger v3 (passed, held for approval)")
     first = {"task_id": "task_0", "new_task_acc": 0.991, "min_retention": None, "mean_retention": 1.0}
     assert summary_line(first) == "learned task_0: new-task acc 0.991, no old task to retain"
 
