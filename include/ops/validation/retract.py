@@ -8,7 +8,9 @@ the quarantine (reason ``retracted by operator``, with a ``report.json``), remov
 ``index.json`` and its task from the store's ``manifest.json``, all under the store lock. A copy with the same
 bytes still in the local landing zone is quarantined too, so the next validation run does not validate it
 again. Refused, with nothing changed, when MLflow records the task as learned (a learned task is part of the
-model; its data must stay) or when MLflow cannot be asked. Then land a corrected file under the same name and
+model; its data must stay), when MLflow cannot be asked, or when a training still holds the training lock
+after ``CT_TRAINING_LOCK_TIMEOUT_S`` (the check and the move run under that lock, so no training starts on the
+batch in between). Then land a corrected file under the same name and
 validate it; ``release`` can re-land the retracted bytes from the quarantine.
 """
 
@@ -22,7 +24,7 @@ from include.ops.settings import Settings
 from include.ops.validation import alerts
 from include.ops.validation.landing import Landing, LocalLanding
 from include.ops.validation.store import RETRACTED_REASON, quarantine, read_index, retract_validated, utc_now
-from model.fsio import sha256_file
+from model.fsio import LockTimeout, file_lock, sha256_file
 
 
 class RetractRefused(RuntimeError):
@@ -97,6 +99,26 @@ def retract_batch(
             f"{name!r} is not a validated batch of {settings.validated_dir} (validated: {sorted(files) or 'none'})"
         )
     task_id = entry.get("task_id")
+    from include.ops.training_recovery import training_lock_path
+
+    try:  # under the training lock: no training reads the batch between the "learned?" check and the move
+        with file_lock(training_lock_path(settings), settings.training_lock_timeout_s):
+            return _retract_unlearned(settings, name, task_id, entry, learned, landing)
+    except LockTimeout as exc:
+        raise RetractRefused(
+            f"a training of {settings.state_dir} holds the training lock ({exc}); nothing retracted: "
+            "retry when it has finished"
+        ) from exc
+
+
+def _retract_unlearned(
+    settings: Settings,
+    name: str,
+    task_id: str | None,
+    entry: dict,
+    learned: Collection[str] | None,
+    landing: Landing | None,
+) -> Retraction:
     if task_id in (_learned(settings) if learned is None else set(learned)):
         raise RetractRefused(
             f"task {task_id!r} ({name}) is recorded as learned in MLflow: a learned batch is part of the model "

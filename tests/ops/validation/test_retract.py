@@ -158,3 +158,33 @@ def test_retracting_every_batch_never_falls_back_to_the_raw_stream(two_validated
     assert not (settings.validated_dir / "manifest.json").exists()
     with pytest.raises(Refusal, match="holds no validated task"):
         resolve_task_manifest(settings, learned=set())
+
+
+def test_the_learned_check_and_the_move_run_under_the_training_lock(two_validated, monkeypatch, capsys):
+    """A training holding the lock makes a retract wait, then refuse with nothing changed; the "learned?"
+    question is asked with the lock held, so no training can start on the batch between check and move."""
+    from include.ops import tracking
+    from include.ops.training_recovery import training_lock_path
+    from include.ops.validation.cli import main
+    from model.fsio import LockTimeout, file_lock
+
+    settings = two_validated
+    monkeypatch.setenv("CT_TRAINING_LOCK_TIMEOUT_S", "0")
+    lock = training_lock_path(settings)
+    before = store_snapshot(settings.validated_dir)
+    with file_lock(lock):  # a training in progress
+        assert main(["retract", "task_1.csv"]) == 1
+    assert "holds the training lock" in capsys.readouterr().err
+    assert store_snapshot(settings.validated_dir) == before
+
+    seen = []
+
+    def learned_while_locked(s):
+        with pytest.raises(LockTimeout), file_lock(lock, timeout=0):  # the retract holds it now
+            pass
+        seen.append(True)
+        return []
+
+    monkeypatch.setattr(tracking, "learned_task_ids", learned_while_locked)
+    assert main(["retract", "task_1.csv"]) == 0 and seen == [True]
+    assert not (settings.validated_dir / "task_1.csv").exists()
