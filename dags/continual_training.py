@@ -30,7 +30,9 @@ new-task accuracy, min/mean retention, MLflow run id and the checkpoint (the ver
 **Params**: `task_id` (null = automatic), `strategy`, `scenario`, `epochs`, `max_samples_per_task`,
 `retention_threshold`, `accuracy_floor`, `require_approval`. A stream keeps the `strategy` and `scenario` of its
 first task: left empty they are the stream's own (a new stream takes the default), another value is refused (the
-run fails without retry, naming both). Precedence, resolved once per run by `plan` and logged to MLflow
+run fails without retry, naming both). The default is `replay`; `analytic` scores higher on every stream of the
+bench and unlearns exactly, but each of its checkpoints holds about 65 MB of strategy memory (README, "Why the
+default stays replay"). Precedence, resolved once per run by `plan` and logged to MLflow
 (`run_settings.json` on every learned run): a param the trigger conf sets > an operator override
 (`POST /api/config/*`) > the environment (`CT_RETENTION_THRESHOLD`, `CT_ACCURACY_FLOOR`, `CT_TRAIN_OVERRIDES`)
 > the default. The training task runs on `CT_TRAINING_QUEUE` / `CT_TRAINING_EXECUTOR`, in-process or in a GPU
