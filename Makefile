@@ -60,7 +60,7 @@ lint: venv ## ruff check + format check + the layer contracts (import-linter, py
 test: venv system-deps lint ## set up and run the whole test suite
 	@$(VENV)/bin/pytest
 
-BENCHES := bench_continual bench_train_throughput bench_dag_parse bench_validation bench_backup bench_serving bench_demo bench_plugin_view
+BENCHES := bench_continual bench_train_throughput bench_dag_parse bench_validation bench_backup bench_serving bench_demo bench_plugin_view bench_e2e_latency
 
 bench: venv ## benchmarks that print numbers and write bench/results/*.json (quality and speed targets)
 	@mkdir -p bench/results

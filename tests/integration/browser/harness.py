@@ -24,6 +24,7 @@ from tests.paths import ROOT
 ARTIFACTS = ROOT / "test-artifacts"
 BIN = Path(sys.executable).parent
 ADMIN_USER = "admin"
+COMPONENTS = ("api-server", "scheduler", "dag-processor")  # + "triggerer" for AssetWatchers and deferrals
 # Tiny but real training: the full task_0 data for a few epochs reaches the 0.9 accuracy floor in seconds.
 TRAIN_OVERRIDES = {"epochs": 3, "finetune_epochs": 0}
 
@@ -235,7 +236,7 @@ class AirflowStack:
         )
         return env
 
-    def start(self, timeout: float = 240.0) -> None:
+    def start(self, timeout: float = 240.0, components: tuple[str, ...] = COMPONENTS) -> None:
         """Migrate the DB, seed the admin password, start the servers and wait until DAGs are served."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +251,7 @@ class AirflowStack:
         (self.log_dir / "airflow-db-migrate.log").write_text(migrate.stdout + migrate.stderr)
         if migrate.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{migrate.stderr[-3000:]}")
-        for name in ("api-server", "scheduler", "dag-processor"):
+        for name in components:
             self.procs.append(start(f"airflow-{name}", [str(BIN / "airflow"), name], env, self.log_dir))
         wait_until("Airflow health", self._healthy, timeout, self.procs)
         wait_until(
