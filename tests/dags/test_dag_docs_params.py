@@ -79,7 +79,8 @@ def param_problems(name: str, param: Any, scheduled: bool) -> list[str]:
     if not (param.description or "").strip():
         problems.append(f"{name}: no description")
     closed = _closed_vocabularies().get(name)
-    if closed is not None and set(schema.get("enum") or []) - {None} != closed:  # None: "empty", when nullable
+    # a nullable Param lists None ("empty") in its enum beside the code's choices
+    if closed is not None and set(schema.get("enum") or []) - {None} != closed:
         problems.append(f"{name}: enum {schema.get('enum')} must equal the code's choices {sorted(closed)}")
     if isinstance(param.value, bool) and schema.get("type") != "boolean":
         problems.append(f"{name}: a boolean default needs type 'boolean' (the form shows a switch)")
