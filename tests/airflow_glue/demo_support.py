@@ -16,7 +16,11 @@ import pytest
 from tests.paths import ROOT
 
 QUICK_DEMO = {"epochs": 1, "max_samples_per_task": 64, "accuracy_floor": 0.0, "retention_threshold": 0.0}
-NOT_LINKED = {"var", ".git", "test-artifacts"}  # the checkout's own state stays out of the demo's folder
+NOT_LINKED = {"var", ".git", "test-artifacts"}
+DEMO_LINK_ENV = {
+    "CT_MLFLOW_UI_URL": "http://127.0.0.1:5123",
+    "AIRFLOW_UI_PORT": "18123",
+}  # the checkout's own state stays out of the demo's folder
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,11 @@ def demo_state(tmp_path_factory: pytest.TempPathFactory, airflow_db: Path) -> De
     env = demo_env(checkout / "var")
     started = datetime.now(UTC)
     argv = [sys.executable, "-m", "include.airflow_glue.demo", "--conf", json.dumps(QUICK_DEMO)]
-    result = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True, timeout=900)
+    argv += [
+        "--timings",
+        str(checkout / "timings.json"),
+    ]  # per-step seconds (tests/airflow_glue/test_demo.py)
+    links = {**env, **DEMO_LINK_ENV}  # only the demo run: its closing links must follow these settings
+    result = subprocess.run(argv, cwd=checkout, env=links, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return DemoState(checkout=checkout, env=env, result=result, started=started)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,49 +22,44 @@ def run_demo(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.integration
-def test_demo_learns_every_task_through_successful_dag_runs(
-    ct_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A line per step on the terminal (under 120 for the whole demo), Airflow's task logs in the printed file."""
+def test_demo_learns_every_task_through_successful_dag_runs(demo_state) -> None:
+    """A line per step on the terminal (under 120 for the whole demo), Airflow's task logs in the printed file.
+
+    The demo is the session's (``tests/airflow_glue/demo_support.demo_state``, built once for this test and the
+    README's post-demo commands): `make demo`'s command with :data:`QUICK` in its own checkout-shaped folder.
+    """
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from mlflow import MlflowClient
 
-    from include.ops.settings import get_settings
+    from tests.airflow_glue.demo_support import QUICK_DEMO
 
-    monkeypatch.setenv("CT_GX_DATA_DOCS", "0")
-    monkeypatch.delenv("CT_TRAIN_OVERRIDES", raising=False)
-    monkeypatch.setenv("CT_MLFLOW_UI_URL", "http://127.0.0.1:5123")  # the links follow the settings
-    monkeypatch.setenv("AIRFLOW_UI_PORT", "18123")
-    started = datetime.now(UTC)
-
-    demo = run_demo("--conf", json.dumps(QUICK), "--timings", str(ct_env / "timings.json"))
-
-    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert QUICK_DEMO == QUICK
+    demo, var = demo_state.result, demo_state.var
     with create_session() as session:
         runs = (
             session.query(DagRun)
-            .filter(DagRun.dag_id == "continual_training", DagRun.start_date >= started)
+            .filter(DagRun.dag_id == "continual_training", DagRun.start_date >= demo_state.started)
+            .order_by(DagRun.start_date)
             .all()
-        )
+        )[:5]  # the demo's five (later tests of the session may add runs to this DB)
         states = [state_name(r.state) for r in runs]
         confs = [r.conf for r in runs]
     assert states == ["success"] * 5
     assert all(c == QUICK for c in confs), "every training run gets the demo's --conf"
-    settings = get_settings()
-    assert sorted(p.name for p in settings.validated_dir.glob("task_*.csv")) == [
+    assert sorted(p.name for p in (var / "validated").glob("task_*.csv")) == [
         f"task_{k}.csv" for k in range(5)
     ], "every task went through data_validation first"
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-    exp = client.get_experiment_by_name(settings.mlflow_experiment)
+    client = MlflowClient(tracking_uri=f"sqlite:///{var / 'mlflow' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("continual-tiny-transformer")
     learned = {r.data.tags["ct.task_id"] for r in client.search_runs([exp.experiment_id])}
     assert learned == {f"task_{k}" for k in range(5)}
 
     out = demo.stdout.splitlines()
     assert len(out) + len(demo.stderr.splitlines()) < 120, demo.stdout + demo.stderr
     assert demo.stderr == ""
-    logs = sorted(settings.log_dir.glob("demo-*.log"))
-    assert len(logs) == 1 and out[0].startswith(f"==> Airflow and task logs: {logs[0]}")
+    logs = sorted((var / "logs").glob("demo-*.log"))
+    assert len(logs) >= 1 and out[0].startswith(f"==> Airflow and task logs: {logs[0]}")
     for k in range(5):
         assert f"   task_{k}.csv validated as task_{k} (" in demo.stdout, "a line per validated file"
         assert any(
@@ -89,7 +83,7 @@ def test_demo_learns_every_task_through_successful_dag_runs(
         assert airflow_line in log and airflow_line not in demo.stdout, "the task logs are in the file only"
     assert "new batch(es): ['task_0.csv'" in log, "a task's own print reaches the file"
 
-    timings = json.loads((ct_env / "timings.json").read_text())
+    timings = json.loads((demo_state.checkout / "timings.json").read_text())
     assert [(s["step"], s.get("task_id")) for s in timings["steps"]] == [
         ("prepare", None),
         ("validate", None),
@@ -101,11 +95,14 @@ def test_demo_learns_every_task_through_successful_dag_runs(
     )
 
     # a second demo on the same state has nothing left to learn and still succeeds; --verbose prints the logs
-    again = run_demo("--conf", json.dumps(QUICK), "--verbose")
+    argv = [sys.executable, "-m", "include.airflow_glue.demo", "--conf", json.dumps(QUICK), "--verbose"]
+    again = subprocess.run(
+        argv, cwd=demo_state.checkout, env=demo_state.env, capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "[DAG TEST] starting task_id=find_new_batches" in again.stdout + again.stderr
     assert "demo finished" in again.stdout and "Full log" not in again.stdout
-    assert sorted(settings.log_dir.glob("demo-*.log")) == logs, "verbose writes no log file"
+    assert sorted((var / "logs").glob("demo-*.log")) == logs, "verbose writes no log file"
 
 
 @pytest.mark.parametrize(
