@@ -25,25 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from include.ops.settings import VAR_DERIVED_ENV
 from model.fsio import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 # every location the project derives from CT_VAR_DIR, unset so the demo's state is the temporary one only
-DERIVED_ENV = (
-    "CT_DATA_DIR",
-    "CT_LANDING_DIR",
-    "CT_VALIDATED_DIR",
-    "CT_QUARANTINE_DIR",
-    "CT_STATE_DIR",
-    "CT_BACKUP_DIR",
-    "CT_LOG_DIR",
-    "CT_REPORTS_DIR",
-    "CT_LOCK_FILE",
-    "CT_MLFLOW_ARTIFACTS_DIR",
-    "MLFLOW_TRACKING_URI",
-    "CT_TRAIN_OVERRIDES",
-)
+DERIVED_ENV = (*VAR_DERIVED_ENV, "MLFLOW_TRACKING_URI", "CT_TRAIN_OVERRIDES")
 
 
 def fresh_env(tmp: Path) -> dict[str, str]:

@@ -49,17 +49,9 @@ def ct_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point every project location (data, state, MLflow store, backups, logs) into a fresh tmp folder."""
     var = tmp_path / "var"
     monkeypatch.setenv("CT_VAR_DIR", str(var))
-    for name in (
-        "CT_DATA_DIR",
-        "CT_LANDING_DIR",
-        "CT_VALIDATED_DIR",
-        "CT_QUARANTINE_DIR",
-        "CT_STATE_DIR",
-        "CT_BACKUP_DIR",
-        "CT_LOG_DIR",
-        "CT_REPORTS_DIR",
-        "CT_LOCK_FILE",
-    ):
+    from include.ops.settings import VAR_DERIVED_ENV
+
+    for name in VAR_DERIVED_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{var / 'mlflow' / 'mlflow.db'}")
     (var / "mlflow").mkdir(parents=True)

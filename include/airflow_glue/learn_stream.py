@@ -19,20 +19,10 @@ from pathlib import Path
 
 from include.airflow_glue import demo
 from include.airflow_glue.demo_console import DemoConsole
-from include.ops.settings import get_settings
+from include.ops.settings import VAR_DERIVED_ENV, get_settings
 
-# every location derived from the var dir: unset, so none of them points into another stream's state
-DERIVED_ENV = (
-    "CT_LANDING_DIR",
-    "CT_VALIDATED_DIR",
-    "CT_QUARANTINE_DIR",
-    "CT_STATE_DIR",
-    "CT_BACKUP_DIR",
-    "CT_LOG_DIR",
-    "CT_REPORTS_DIR",
-    "CT_LOCK_FILE",
-    "CT_MLFLOW_ARTIFACTS_DIR",
-)
+# every location derived from the var dir but the source stream: unset, so none points into another state
+DERIVED_ENV = tuple(name for name in VAR_DERIVED_ENV if name != "CT_DATA_DIR")
 
 
 def default_state(stream: Path) -> Path:

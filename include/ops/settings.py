@@ -78,6 +78,10 @@ _DERIVED_DIRS = {
     "log_dir": ("logs",),
     "reports_dir": ("reports",),
 }
+# the environment variables of every location derived from CT_VAR_DIR (unset them to move a whole state)
+VAR_DERIVED_ENV = tuple(
+    f"CT_{name.upper()}" for name in (*_DERIVED_DIRS, "lock_file", "mlflow_artifacts_dir")
+)
 
 
 class Settings(BaseSettings):
