@@ -89,6 +89,10 @@ def test_trigger_form_refuses_a_bad_param(page: Any, airflow: AirflowStack, shot
     page.goto(f"{airflow.url}/dags/continual_training")
     page.get_by_test_id("trigger-dag-button").click()
     page.locator("#element_task_id").fill("bad id; rm -rf /")  # the param's pattern allows [A-Za-z0-9_.-]
+    # the rule is in the Param's description, shown next to the field (a refusal's toast alone hides it)
+    expect(
+        page.get_by_text("Rule: letters, digits, _ . - only, 1-64 characters", exact=False)
+    ).to_be_visible()
     with page.expect_response(_is_trigger_post) as answer:
         page.get_by_test_id("trigger-dag-submit").click()
     resp = answer.value
