@@ -3,17 +3,7 @@
 from __future__ import annotations
 
 from include.ops.tracking import gate, min_retention, old_task_retention
-
-
-def _result(matrix: list[list[float | None]], mean: float) -> dict:
-    ids = [f"task_{i}" for i in range(len(matrix))]
-    return {
-        "task_id": ids[-1],
-        "task_ids": ids,
-        "acc_matrix": matrix,
-        "accuracies": dict(zip(ids, matrix[-1], strict=True)),
-        "mean_retention": mean,
-    }
+from tests.ops.result_support import learn_result as _result
 
 
 def test_one_old_task_below_the_threshold_fails_although_the_mean_passes():

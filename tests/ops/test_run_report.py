@@ -7,20 +7,13 @@ from pathlib import Path
 
 from include.ops.run_report import checkpoint_extra, learned_fields, summary_line
 from tests.ops.alias_history_support import registry
+from tests.ops.result_support import learn_result
 
 
 def _result(matrix: list[list[float | None]], mean: float) -> dict:
-    ids = [f"task_{i}" for i in range(len(matrix))]
-    return {
-        "task_id": ids[-1],
-        "task_ids": ids,
-        "acc_matrix": matrix,
-        "accuracies": dict(zip(ids, matrix[-1], strict=True)),
-        "mean_retention": mean,
-        "mlflow_run_id": "abc123",
-        "checkpoint_path": "/ckpt/task_002.pt",
-        "checkpoint_sha256": "f" * 64,
-    }
+    return learn_result(
+        matrix, mean, mlflow_run_id="abc123", checkpoint_path="/ckpt/task_002.pt", checkpoint_sha256="f" * 64
+    )
 
 
 THIRD = _result([[1.0, None, None], [0.98, 0.99, None], [0.95, 0.99, 0.97]], mean=0.975)
