@@ -15,13 +15,18 @@ import signal
 
 ENV_VAR = "CT_FAULT_AT"
 # where training can die, in the order one task passes them (include/ops/chaos_training.py tries each)
-STEPS = (
+TRAINING_STEPS = (  # a training's steps: the crash matrix of `make chaos` kills at each
     "mid_epoch",  # model.training: after the first optimizer step of an epoch
     "after_checkpoint",  # model.checkpoint: the checkpoint file is in place, its sha256 sidecar is not
     "after_sidecar",  # model.checkpoint: checkpoint and sidecar written, MLflow knows nothing yet
     "after_run_end",  # include.ops.training: the MLflow run is marked learned and ended, no version yet
     "after_registration",  # include.ops.training: the model version exists, the gate has not moved an alias
 )
+UNLEARNING_STEPS = (
+    "after_unlearned_tag",  # include.ops.unlearning: the learned run is marked unlearned, no version yet
+    "after_unlearned_quarantine",  # include.ops.unlearning: the file is quarantined, the run does not say so
+)
+STEPS = TRAINING_STEPS + UNLEARNING_STEPS
 
 
 @functools.cache

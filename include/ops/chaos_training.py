@@ -3,7 +3,7 @@
     python -m include.ops.chaos_training --epochs 1 --tasks 2 --max-samples 64
 
 Each case starts from an empty state folder, learns ``--tasks`` tasks one after another and kills the
-training of task ``kill_index`` once, at one step of ``model.faults.STEPS`` (``CT_FAULT_AT``): tracked
+training of task ``kill_index`` once, at one step of ``model.faults.TRAINING_STEPS`` (``CT_FAULT_AT``): tracked
 ``learn_one`` then ``register_and_gate``, as the DAG's ``train`` and ``register`` tasks run them, in a child
 process that SIGKILLs itself (children are forked from one helper subprocess, so torch and MLflow are
 imported once for the whole matrix). The rerun, in this process, is a ``retry`` (the same run id, as an
@@ -261,7 +261,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: run the matrix, print the table; exit 1 when any case failed."""
-    from model.faults import STEPS
+    from model.faults import TRAINING_STEPS as STEPS
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

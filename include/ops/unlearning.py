@@ -17,9 +17,11 @@ training lock (and refused while the maintenance lock is held):
    validated batch leaves the store's index and manifest (``store.retract_validated``), any other file is moved
    into the quarantine as is. Deleting the bytes for good is the operator's step, on the quarantine folder.
 
-A crash between steps 2 and 3 is finished by a rerun (the newest checkpoint is that unlearning's: it is
-recorded, not refused). Older checkpoints, model versions and backups still hold the task's statistics until
-cleanup drops them.
+A crash at any step is finished by a rerun, never refused as "already unlearned": between 2 and 3 the newest
+checkpoint is that unlearning's (it is recorded); after 4 the unlearning run is complete only once it names the
+file's quarantine (``ct.quarantined``), so a rerun registers (once per run), gates and quarantines what is left,
+from the result, requester and version-before that run logged. Older checkpoints, model versions and backups
+still hold the task's statistics until cleanup drops them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 from include.ops import tracking, training_recovery
 from include.ops.errors import Refusal
 from include.ops.settings import Settings
+from model.faults import fault_point
 from model.fsio import file_lock
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ TAG_KIND = "ct.kind"
 KIND_UNLEARNING = "unlearning"
 TAG_UNLEARNED = "ct.unlearned"  # on the task's learned run: the id of the run that unlearned it
 TAG_UNLEARNED_TASK = "ct.unlearned_task"
+TAG_QUARANTINED = "ct.quarantined"  # on the unlearning run: where the file went, its last step
 TAG_REQUESTED_BY = "ct.requested_by"
 TAG_VERSION_BEFORE = "ct.version_before"
 TAG_VERSION_AFTER = "ct.version_after"
@@ -83,17 +87,23 @@ def unlearned_task_ids(settings: Settings) -> list[str]:
     ]
 
 
-def _learned_run(settings: Settings, task_id: str) -> Any:
+def _learned_run(settings: Settings, task_id: str) -> tuple[Any, str | None]:
+    """The task's learned run, and the id of an unlearning of it that a crash left unfinished (else None).
+
+    Refused when the task is not learned, or was unlearned completely (its unlearning run names the file's
+    quarantine, ``ct.quarantined``: the last step).
+    """
     mlc = tracking.mlflow_client(settings)
     exp_id = tracking.ensure_experiment(settings)
     runs = [r for r in tracking.learned_runs(mlc, exp_id) if r.data.tags.get(tracking.TAG_TASK_ID) == task_id]
     if not runs:
         raise UnlearningRefusal(f"task {task_id!r} is not recorded as learned in MLflow: nothing to unlearn")
-    if any(r.data.tags.get(TAG_UNLEARNED) for r in runs):
-        raise UnlearningRefusal(
-            f"task {task_id!r} was already unlearned (run {runs[-1].data.tags[TAG_UNLEARNED]})"
-        )
-    return runs[-1]
+    marked = [r.data.tags[TAG_UNLEARNED] for r in runs if r.data.tags.get(TAG_UNLEARNED)]
+    if not marked:
+        return runs[-1], None
+    if TAG_QUARANTINED in mlc.get_run(marked[-1]).data.tags:
+        raise UnlearningRefusal(f"task {task_id!r} was already unlearned (run {marked[-1]})")
+    return runs[-1], marked[-1]
 
 
 def _champion_version(settings: Settings) -> str | None:
@@ -107,8 +117,18 @@ def _champion_version(settings: Settings) -> str | None:
 
 
 def _quarantine_file(settings: Settings, path: Path, sha256: str, report: dict[str, Any]) -> Path:
-    """Move the unlearned task's file into the quarantine (a validated batch also leaves the store's index)."""
+    """Move the unlearned task's file into the quarantine (a validated batch also leaves the store's index).
+
+    A file a crashed try already moved is found in the quarantine's index by its sha256, not moved again.
+    """
     from include.ops.validation.store import quarantine, read_index, retract_validated
+
+    if not path.exists():
+        for entry in reversed(read_index(settings.quarantine_dir).get("entries", [])):
+            if entry.get("sha256") == sha256:
+                return Path(entry["file"])
+        log.warning("the unlearned task's file %s is gone and not in the quarantine: nothing to move", path)
+        return path
 
     in_store = (
         settings.validated_dir is not None and path.parent.resolve() == settings.validated_dir.resolve()
@@ -129,8 +149,14 @@ def unlearn_task(settings: Settings, task_id: str, requested_by: str = "unknown"
     check_lock(settings)
     with file_lock(training_recovery.training_lock_path(settings), settings.training_lock_timeout_s):
         check_lock(settings)
-        learned_run = _learned_run(settings, task_id)
+        learned_run, unfinished = _learned_run(settings, task_id)
         learner = ContinualLearner(resolve_task_manifest(settings), settings.state_dir)
+        if unfinished is not None:
+            # a crash after the task's learned run was marked, before the version or the quarantine: finish it
+            log.warning(
+                "task %s: unlearning run %s was left unfinished; finishing it now", task_id, unfinished
+            )
+            return _resume(settings, learner, task_id, learned_run.info.run_id, unfinished)
         if _crashed_after_checkpoint(learner, task_id):
             # a crash after the unlearning's checkpoint and before MLflow heard of it: finish recording it
             log.warning(
@@ -179,7 +205,42 @@ def _finish(
     """Record, register and gate an unlearning whose checkpoint is written; then quarantine the file."""
     version_before = _champion_version(settings)
     run_id = _record(settings, task_id, requested_by, result, learned_run_id, version_before)
-    version = tracking.register_version(settings, run_id, result)
+    fault_point("after_unlearned_tag")
+    return _complete(settings, task_id, requested_by, result, run_id, path, sha256, version_before)
+
+
+def _resume(settings: Settings, learner: Any, task_id: str, learned_run_id: str, run_id: str) -> Unlearned:
+    """Finish the unlearning run ``run_id`` from what it logged: its result, requester and version before."""
+    mlc = tracking.mlflow_client(settings)
+    tags = mlc.get_run(run_id).data.tags
+    with tempfile.TemporaryDirectory() as tmp:
+        result = json.loads(Path(mlc.download_artifacts(run_id, "learn_result.json", tmp)).read_text())
+    unlearned = next(u for u in learner.unlearned if u["task_id"] == task_id)
+    try:
+        path = learner.manifest.task_path(task_id, learner.manifest_path.parent)
+    except (KeyError, ValueError):  # already quarantined: gone from the store's manifest, found by its sha256
+        path = settings.validated_dir / f"{task_id}.csv"
+    before = tags.get(TAG_VERSION_BEFORE)
+    return _complete(
+        settings, task_id, tags.get(TAG_REQUESTED_BY, "unknown"), result, run_id, path, unlearned["sha256"],
+        None if before in (None, "-") else before,
+    )  # fmt: skip
+
+
+def _complete(
+    settings: Settings,
+    task_id: str,
+    requested_by: str,
+    result: dict[str, Any],
+    run_id: str,
+    path: Path,
+    sha256: str,
+    version_before: str | None,
+) -> Unlearned:
+    """Register (once per run) and gate the unlearning's state, then quarantine the file; every step repeatable."""
+    version = tracking.registered_version(settings, run_id) or tracking.register_version(
+        settings, run_id, result
+    )
     decision = tracking.apply_gate(
         settings, version, result, settings.retention_threshold, settings.accuracy_floor
     )
@@ -191,7 +252,8 @@ def _finish(
     report = {"name": path.name, "task_id": task_id, "status": "unlearned", "unlearning_run_id": run_id,
               "requested_by": requested_by, "version_after": version}  # fmt: skip
     quarantined = _quarantine_file(settings, path, sha256, report)
-    mlc.set_tag(run_id, "ct.quarantined", str(quarantined))
+    fault_point("after_unlearned_quarantine")
+    mlc.set_tag(run_id, TAG_QUARANTINED, str(quarantined))
     log.warning(
         "unlearned task %s for %s: run %s, version %s -> %s (%s); file quarantined at %s",
         task_id, requested_by, run_id, version_before, version, decision.alias, quarantined,

@@ -116,7 +116,7 @@ def run_bad_requests(
 def crash_rows(epochs: int, tasks: int, max_samples: int) -> list[dict[str, Any]]:
     """The training crash matrix (every fault step x retry/new run) as rows of the one table."""
     from include.ops.chaos_training import MODES, Case, run_matrix
-    from model.faults import STEPS
+    from model.faults import TRAINING_STEPS as STEPS
 
     with tempfile.TemporaryDirectory(prefix="ct-chaos-") as tmp:
         cases = [

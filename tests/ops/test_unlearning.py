@@ -133,3 +133,49 @@ def _refusals_change_nothing(settings, manifest: Path) -> None:
     assert learner.learned_tasks == ["task_0", "task_1", "task_2"]
     mlc = tracking.mlflow_client(settings)
     assert len(mlc.search_model_versions(f"name = '{settings.registered_model}'")) == 1
+
+
+@pytest.mark.parametrize("step", ["after_unlearned_tag", "after_unlearned_quarantine"])
+def test_a_crash_after_the_unlearned_mark_is_finished_by_a_rerun(step, learned, manifest: Path):
+    """SIGKILL once the task's learned run is marked unlearned (no version yet), or once the file is quarantined
+    (the run does not say so yet): the rerun finishes it, with one version and one quarantine entry, no refusal."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from include.ops import tracking
+    from include.ops.unlearning import UnlearningRefusal, unlearn_task, unlearned_task_ids
+    from model.fsio import sha256_file
+    from tests.paths import ROOT
+
+    settings = learned
+    sha = sha256_file(manifest.parent / "task_0.csv")
+    code = (
+        "from include.ops.settings import get_settings\n"
+        "from include.ops.unlearning import unlearn_task\n"
+        "unlearn_task(get_settings(), 'task_0', requested_by='dpo@example.org')\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "CT_FAULT_AT": step}, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+
+    done = unlearn_task(settings, "task_0", requested_by="someone else")
+    assert done.requested_by == "dpo@example.org", "the unlearning run's own record is finished"
+    assert done.learned_tasks == ["task_1", "task_2"] and (done.version_before, done.version_after) == (
+        "1",
+        "2",
+    )
+    mlc = tracking.mlflow_client(settings)
+    assert [str(mv.version) for mv in mlc.search_model_versions(f"run_id = '{done.run_id}'")] == ["2"]
+    assert str(mlc.get_model_version_by_alias(settings.registered_model, "champion").version) == "2"
+    run = mlc.get_run(done.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["ct.quarantined"] == done.quarantined
+    entries = json.loads((settings.quarantine_dir / "index.json").read_text())["entries"]
+    assert [e["sha256"] for e in entries].count(sha) == 1 and sha256_file(Path(done.quarantined)) == sha
+    assert unlearned_task_ids(settings) == ["task_0"]
+    with pytest.raises(UnlearningRefusal, match="already unlearned"):
+        unlearn_task(settings, "task_0")
