@@ -195,39 +195,7 @@ class TrainingProgress:
 
 
 def learned_lines(settings: Settings, dag_run_id: str) -> list[str]:
-    """One line per task the DAG run learned, read back from MLflow, in the words of the gate task's log
-    (``include.ops.run_report.summary_line``): new-task accuracy, min/mean old-task retention, the gate."""
-    from include.ops import tracking
-    from include.ops.run_report import summary_line
+    """One line per task the DAG run learned, in the words of the gate task's log (``run_report``)."""
+    from include.ops.run_report import dag_run_lines
 
-    client = tracking.mlflow_client(settings, read_only=True)
-    exp = client.get_experiment_by_name(settings.mlflow_experiment)
-    if exp is None:
-        return []
-    safe_id = dag_run_id.replace("'", "")
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`{tracking.TAG_DAG_RUN_ID}` = '{safe_id}' and "
-        f"tags.`{tracking.TAG_STATUS}` = '{tracking.STATUS_LEARNED}'",
-        order_by=["attributes.start_time ASC"],
-    )
-    return [
-        f"   {summary_line({**tracking.run_summary(run), **_gate(client, settings, run)})}" for run in runs
-    ]
-
-
-def _gate(client: Any, settings: Settings, run: Any) -> dict[str, Any]:
-    """``version``, ``alias`` and ``reasons`` of the run's model version ({} when it is not registered)."""
-    found = client.search_model_versions(
-        f"name = '{settings.registered_model}' and run_id = '{run.info.run_id}'"
-    )
-    if not found:
-        return {}
-    mv = client.get_model_version(settings.registered_model, str(min(int(v.version) for v in found)))
-    aliases = sorted(mv.aliases or [])
-    reasons = (mv.tags or {}).get("gate_reasons", "")
-    return {
-        "version": mv.version,
-        "alias": "/".join(aliases) or "no alias",
-        "reasons": [r for r in reasons.split("; ") if r],
-    }
+    return [f"   {line}" for line in dag_run_lines(settings, dag_run_id)]

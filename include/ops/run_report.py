@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from include.ops import tracking
+from include.ops.settings import Settings
 from include.ops.tracking import CHAMPION, finite, min_retention
 
 # the checkpoint Asset event's extra: where the checkpoint is, and what the run learned into it
@@ -62,3 +64,11 @@ def summary_line(report: Mapping[str, Any], approved: bool = False) -> str:
     if report.get("passed") and report.get("alias") != CHAMPION:  # CT_PROMOTION_APPROVAL=always
         reasons = "passed, held for approval"
     return f"{line}, gate: {report['alias']} v{report['version']}" + (f" ({reasons})" if reasons else "")
+
+
+def dag_run_lines(settings: Settings, dag_run_id: str) -> list[str]:
+    """:func:`summary_line` of every task a DAG run learned, read back from MLflow with its gate decision."""
+    return [
+        summary_line({**tracking.run_summary(run), **tracking.gate_decision(settings, run.info.run_id)})
+        for run in tracking.learned_runs_of(settings, dag_run_id)
+    ]

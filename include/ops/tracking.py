@@ -184,17 +184,50 @@ def learned_task_ids(settings: Settings) -> list[str]:
     return seen
 
 
+def _dag_run_filter(dag_run_id: str, **tags: str) -> str:
+    """The search filter of the runs a DAG run opened, narrowed by exact tag values."""
+    clauses = [f"tags.`{TAG_DAG_RUN_ID}` = '{dag_run_id.replace(chr(39), '')}'"]
+    clauses += [f"tags.`{key}` = '{value.replace(chr(39), '')}'" for key, value in tags.items()]
+    return " and ".join(clauses)
+
+
 def find_run(settings: Settings, dag_run_id: str, task_id: str):  # -> mlflow.entities.Run | None
     """The MLflow run a given DAG run opened for a task, if any (makes retries idempotent)."""
     mlc = mlflow_client(settings)
     exp_id = ensure_experiment(settings)
-    safe_run_id = dag_run_id.replace("'", "")
     runs = mlc.search_runs(
-        [exp_id],
-        filter_string=f"tags.`{TAG_DAG_RUN_ID}` = '{safe_run_id}' and tags.`{TAG_TASK_ID}` = '{task_id}'",
-        max_results=1,
+        [exp_id], filter_string=_dag_run_filter(dag_run_id, **{TAG_TASK_ID: task_id}), max_results=1
     )
     return runs[0] if runs else None
+
+
+def learned_runs_of(settings: Settings, dag_run_id: str) -> list[Any]:
+    """The runs of the tasks a DAG run learned, oldest first ([] without the experiment)."""
+    mlc = mlflow_client(settings, read_only=True)
+    exp = mlc.get_experiment_by_name(settings.mlflow_experiment)
+    if exp is None:
+        return []
+    return list(
+        mlc.search_runs(
+            [exp.experiment_id],
+            filter_string=_dag_run_filter(dag_run_id, **{TAG_STATUS: STATUS_LEARNED}),
+            order_by=["attributes.start_time ASC"],
+        )
+    )
+
+
+def gate_decision(settings: Settings, run_id: str) -> dict[str, Any]:
+    """``version``, ``alias`` and gate ``reasons`` of the version registered for ``run_id`` ({} when none)."""
+    version = registered_version(settings, run_id)
+    if version is None:
+        return {}
+    mv = mlflow_client(settings, read_only=True).get_model_version(settings.registered_model, version)
+    reasons = (mv.tags or {}).get("gate_reasons", "")
+    return {
+        "version": mv.version,
+        "alias": "/".join(sorted(mv.aliases or [])) or "no alias",
+        "reasons": [r for r in reasons.split("; ") if r],
+    }
 
 
 def accuracy_heatmap(task_ids: list[str], matrix: list[list[float | None]], out_path: Path) -> Path:
