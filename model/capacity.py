@@ -46,6 +46,22 @@ class StreamCapacity:
         return capacity
 
 
+def _newest_checkpoint_section(state_dir: Path, section: str) -> tuple[dict[str, Any], Path] | None:
+    """``section`` (e.g. ``model_config``) of the newest checkpoint in ``state_dir`` that loads, and its path."""
+    checkpoint_dir = Path(state_dir) / "checkpoints"  # model.learner.CHECKPOINT_DIRNAME (imports torch)
+    if not any(checkpoint_dir.glob("task_*.pt")):
+        return None
+    from model.checkpoint import CheckpointError, load_checkpoint  # torch: only for states without a record
+    from model.learner import list_checkpoints
+
+    for _, path in list_checkpoints(checkpoint_dir):
+        try:
+            return dict(load_checkpoint(path)[section]), path
+        except (CheckpointError, KeyError):
+            continue
+    return None
+
+
 def read_capacity(state_dir: Path) -> StreamCapacity | None:
     """The recorded capacity of the stream learned in ``state_dir``: the state file's, else its newest checkpoint's.
 
@@ -55,19 +71,8 @@ def read_capacity(state_dir: Path) -> StreamCapacity | None:
     state = read_json(state_file, {})
     if isinstance(state, dict) and CAPACITY_KEY in state:
         return StreamCapacity.from_dict(state[CAPACITY_KEY], state_file)
-    checkpoint_dir = Path(state_dir) / "checkpoints"  # model.learner.CHECKPOINT_DIRNAME (imports torch)
-    if not any(checkpoint_dir.glob("task_*.pt")):
-        return None
-    from model.checkpoint import CheckpointError, load_checkpoint  # torch: only for states without a record
-    from model.learner import list_checkpoints
-
-    for _, path in list_checkpoints(checkpoint_dir):
-        try:
-            saved = load_checkpoint(path)["model_config"]
-        except CheckpointError:
-            continue
-        return StreamCapacity.from_dict({"param_budget": None, **saved}, path)
-    return None
+    found = _newest_checkpoint_section(state_dir, "model_config")
+    return None if found is None else StreamCapacity.from_dict({"param_budget": None, **found[0]}, found[1])
 
 
 def read_stream_method(state_dir: Path) -> dict[str, str] | None:
@@ -78,19 +83,8 @@ def read_stream_method(state_dir: Path) -> dict[str, str] | None:
     state = read_json(Path(state_dir) / STATE_FILENAME, {})
     if isinstance(state, dict) and all(isinstance(state.get(k), str) for k in METHOD_KEYS):
         return {k: state[k] for k in METHOD_KEYS}
-    checkpoint_dir = Path(state_dir) / "checkpoints"
-    if not any(checkpoint_dir.glob("task_*.pt")):
-        return None
-    from model.checkpoint import CheckpointError, load_checkpoint  # torch: only for states without a record
-    from model.learner import list_checkpoints
-
-    for _, path in list_checkpoints(checkpoint_dir):
-        try:
-            saved = load_checkpoint(path)["train_config"]
-        except (CheckpointError, KeyError):
-            continue
-        return {k: str(saved[k]) for k in METHOD_KEYS if k in saved} or None
-    return None
+    found = _newest_checkpoint_section(state_dir, "train_config")
+    return None if found is None else {k: str(found[0][k]) for k in METHOD_KEYS if k in found[0]} or None
 
 
 def record_capacity(state_dir: Path, capacity: StreamCapacity) -> StreamCapacity:
