@@ -41,6 +41,12 @@ def parse_train_config(raw: str) -> tuple[dict[str, Any], list[str]]:
     return overrides, ignored
 
 
+def _refused(exc: Refusal) -> int:
+    """Say why on one line; the distinct exit code means it can never succeed as asked: not retried."""
+    print(f"refused: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+    return REFUSED_EXIT
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(
@@ -56,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Refusal as exc:  # another strategy than the stream's: never retried
-        print(f"refused: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
-        return REFUSED_EXIT
+        return _refused(exc)
     if ignored:
         print(f"ignoring keys that are not TrainConfig fields: {ignored}", file=sys.stderr)
 
@@ -66,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = learn_one(get_settings(), args.task_id, train_cfg, on_epoch_end=on_epoch_end)
-    except Refusal as exc:  # can never succeed as asked: a distinct exit code, so the task is not retried
-        print(f"refused: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
-        return REFUSED_EXIT
+    except Refusal as exc:
+        return _refused(exc)
     except Exception as exc:  # the container's exit code is the operator's verdict; say why on stderr
         traceback.print_exc()
         print(f"error: learning {args.task_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
