@@ -60,37 +60,31 @@ class Stack:
         self.log_dir = log_dir
         self.serving_port = free_port()
         self.airflow = AirflowStack(self.project, log_dir)
-        self._airflow_env = self.airflow.env  # the harness's; every component gets _env() on top of it
         self.serving = None
-        self.extra_env: dict[str, str] = {}
 
-    def _env(self) -> dict[str, str]:
-        env = self._airflow_env()
-        env.pop("CT_TRAIN_OVERRIDES", None)  # the default strategy and epochs
-        env.update(
-            CT_SERVING_PORT=str(self.serving_port),
-            CT_SERVING_CHAMPION_POLL_S="1",
-            CT_LANDING_WATCH_INTERVAL_S="2",
-            **self.extra_env,
-        )
-        return env
+    def _overrides(self, extra_env: dict[str, str]) -> dict[str, str | None]:
+        return {
+            "CT_TRAIN_OVERRIDES": None,  # the default strategy and epochs
+            "CT_SERVING_PORT": str(self.serving_port),
+            "CT_SERVING_CHAMPION_POLL_S": "1",
+            "CT_LANDING_WATCH_INTERVAL_S": "2",
+            **extra_env,
+        }
 
     def start(self, **extra_env: str) -> float:
         """Start every server with ``extra_env``; returns the seconds the start took."""
         from tests.integration.browser import harness
 
         started = time.monotonic()
-        self.extra_env = dict(extra_env)
-        self.airflow.env = self._env  # type: ignore[method-assign]  # the bench's settings for every component
-        self.airflow.procs, self.airflow._token = [], None  # a restart has a new JWT secret
+        self.airflow.overrides = self._overrides(extra_env)  # every component and the serving app get them
         self.airflow.start(components=(*harness.COMPONENTS, "triggerer"))
         for dag_id in ("data_validation", "continual_training"):
             resp = self.airflow.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
             resp.raise_for_status()
-        if self.extra_env.get("CT_LANDING_WATCH", "true") != "false":
+        if extra_env.get("CT_LANDING_WATCH", "true") != "false":
             self._register_watcher()
         self.serving = harness.start(
-            "serving", [sys.executable, "-m", "include.serving"], self._env(), self.log_dir
+            "serving", [sys.executable, "-m", "include.serving"], self.airflow.env(), self.log_dir
         )
         url = f"http://127.0.0.1:{self.serving_port}/health"
         harness.wait_until(

@@ -204,6 +204,9 @@ class AirflowStack:
         self.url = f"http://127.0.0.1:{project.airflow_port}"
         self.procs: list[Proc] = []
         self._token: str | None = None
+        self.overrides: dict[
+            str, str | None
+        ] = {}  # on top of the project's env (None: unset), e.g. a bench's
 
     def env(self) -> dict[str, str]:
         """Environment of every Airflow process."""
@@ -234,10 +237,16 @@ class AirflowStack:
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             }
         )
+        env.update({k: v for k, v in self.overrides.items() if v is not None})
+        for key in [k for k, v in self.overrides.items() if v is None]:
+            env.pop(key, None)
         return env
 
     def start(self, timeout: float = 240.0, components: tuple[str, ...] = COMPONENTS) -> None:
-        """Migrate the DB, seed the admin password, start the servers and wait until DAGs are served."""
+        """Migrate the DB, seed the admin password, start the servers and wait until DAGs are served.
+
+        After :meth:`stop` it starts again on the same state (new secrets: the old token is dropped)."""
+        self.procs, self._token = [], None
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # SimpleAuthManager keeps users' passwords here and only generates the ones it does not find
